@@ -1,0 +1,47 @@
+"""The ``minise`` command: ``minise gradcheck``, ``minise summary``."""
+import argparse
+import sys
+
+
+def _summary(argv):
+    from . import models, nn
+    from .summary import summary
+
+    parser = argparse.ArgumentParser(prog="minise summary", description="Print a model's layer table.")
+    parser.add_argument("--model", required=True,
+                        help="an expression over minise.nn and minise.models, e.g. 'SEBlock(64, 16)' "
+                             "or 'SEBottleneck(64, 16, 16)'")
+    parser.add_argument("--input-size", default="1,64,32,32", help="input shape, batch first (default 1,64,32,32)")
+    parser.add_argument("--mult-adds", action="store_true", help="add the mult-adds column")
+    options = parser.parse_args(argv)
+    names = {n: getattr(nn, n) for n in nn.__all__}
+    names.update({n: getattr(models, n) for n in models.__all__})
+    try:
+        model = eval(options.model, {"__builtins__": {}}, names)  # names from minise only
+    except Exception as err:
+        parser.error(f"--model {options.model!r}: {err}")
+    shape = tuple(int(s) for s in options.input_size.split(","))
+    columns = ("input_size", "output_size", "num_params") + (("mult_adds",) if options.mult_adds else ())
+    summary(model, shape, col_names=columns)
+    return 0
+
+
+COMMANDS = {
+    "gradcheck": ("check every layer's backward pass against numeric gradients",
+                  lambda argv: __import__("minise.gradcheck", fromlist=["main"]).main(argv)),
+    "summary": ("print a model's layers, shapes and parameter counts", _summary),
+}
+
+
+def main(argv=None):
+    argv = sys.argv[1:] if argv is None else argv
+    if not argv or argv[0] in ("-h", "--help") or argv[0] not in COMMANDS:
+        print("usage: minise COMMAND [options]\n\ncommands:")
+        for name, (help_text, _) in COMMANDS.items():
+            print(f"  {name:<12} {help_text}")
+        return 0 if not argv or argv[0] in ("-h", "--help") else 2
+    return COMMANDS[argv[0]][1](argv[1:])
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,414 @@
+"""CIFAR-10 and CIFAR-100 loaders with a cache of the decoded arrays.
+
+A source is one of
+
+* ``"download"``: the official python archive, downloaded once into the cache folder;
+* the official python archive (``cifar-10-python.tar.gz``) or its extracted folder
+  (``cifar-10-batches-py/``): pickled uint8 arrays;
+* image folders ``train/CLASS/*.png|jpg|jpeg`` and ``test/CLASS/...``, as a directory, a
+  ``.tar.gz``/``.tgz`` or a ``.zip``, decoded with Pillow. The label of an image is the index of
+  its folder name in the data set's own class list (CIFAR-10 order is not alphabetical).
+
+Decoding 60,000 JPEGs takes seconds, so the arrays are cached in an uncompressed ``.npz`` whose
+name holds a checksum of the source: a second load only reads that file, and an edited source
+gets a new checksum, hence a new cache file, so it is never served stale.
+"""
+import hashlib
+import io
+import os
+import pickle
+import tarfile
+import tempfile
+import urllib.parse
+import warnings
+import zipfile
+import zlib
+from dataclasses import dataclass
+from pathlib import Path, PurePosixPath
+from typing import NamedTuple
+
+import numpy as np
+from PIL import Image
+from tqdm.auto import tqdm
+
+from .download import (
+    CIFAR10_MD5, CIFAR10_URL, CIFAR100_MD5, CIFAR100_URL, DataError, download, file_digest,
+)
+
+CIFAR10_CLASSES = (
+    "airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck",
+)
+# CIFAR-100's fine labels, in the order of the official meta file (which happens to be alphabetical).
+CIFAR100_CLASSES = tuple("""
+    apple aquarium_fish baby bear beaver bed bee beetle bicycle bottle bowl boy bridge bus
+    butterfly camel can castle caterpillar cattle chair chimpanzee clock cloud cockroach couch crab
+    crocodile cup dinosaur dolphin elephant flatfish forest fox girl hamster house kangaroo keyboard
+    lamp lawn_mower leopard lion lizard lobster man maple_tree motorcycle mountain mouse mushroom
+    oak_tree orange orchid otter palm_tree pear pickup_truck pine_tree plain plate poppy porcupine
+    possum rabbit raccoon ray road rocket rose sea seal shark shrew skunk skyscraper snail snake
+    spider squirrel streetcar sunflower sweet_pepper table tank telephone television tiger tractor
+    train trout tulip turtle wardrobe whale willow_tree wolf woman worm
+""".split())
+
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
+SPLITS = ("train", "test")
+IMAGE_SHAPE = (3, 32, 32)
+_CACHE_VERSION = "1"  # part of every cache key: bump it when decoding or the cache layout changes
+
+
+class Dataset(NamedTuple):
+    """A loaded data set.
+
+    x_train: uint8 (N_train, 3, 32, 32), NCHW.   y_train: int64 (N_train,).
+    x_test:  uint8 (N_test, 3, 32, 32).          y_test:  int64 (N_test,).
+    classes: tuple of str, ``classes[label]`` is the name of a label.
+    """
+    x_train: np.ndarray
+    y_train: np.ndarray
+    x_test: np.ndarray
+    y_test: np.ndarray
+    classes: tuple
+
+    def __repr__(self):  # the default repr would print four big arrays
+        def arr(a):
+            return f"{a.dtype}{a.shape}"
+        return (f"Dataset(x_train={arr(self.x_train)}, y_train={arr(self.y_train)}, "
+                f"x_test={arr(self.x_test)}, y_test={arr(self.y_test)}, {len(self.classes)} classes)")
+
+
+@dataclass(frozen=True)
+class _Format:
+    """What the official python archive of one data set holds."""
+    name: str            # also the prefix of cache file names
+    folder: str          # folder inside the official archive
+    train: tuple         # pickle files of the training split
+    test: tuple          # pickle file of the test split
+    meta: str            # pickle file with the class names
+    names_key: str       # key of the class names in ``meta``
+    labels_key: str      # key of the labels in each data pickle
+    classes: tuple       # class names, for image folders
+
+    @property
+    def files(self):
+        return self.train + self.test + (self.meta,)
+
+
+_CIFAR10 = _Format("cifar10", "cifar-10-batches-py", tuple(f"data_batch_{i}" for i in range(1, 6)),
+                   ("test_batch",), "batches.meta", "label_names", "labels", CIFAR10_CLASSES)
+_CIFAR100 = _Format("cifar100", "cifar-100-python", ("train",), ("test",), "meta",
+                    "fine_label_names", "fine_labels", CIFAR100_CLASSES)
+
+
+def load_cifar10(source=None, *, data_dir=None, progress=True, url=CIFAR10_URL, md5=CIFAR10_MD5):
+    """Load CIFAR-10 as a :class:`Dataset` (50,000 + 10,000 images, 10 classes).
+
+    source: ``None`` (the environment variable ``MINISE_DATA`` if set, else ``"download"``),
+        ``"download"``, or a path to the official archive, its extracted folder, or image folders
+        (directory, ``.tar.gz``/``.tgz`` or ``.zip``); see the module docstring.
+    data_dir: cache folder (downloads and decoded arrays); default ``$XDG_CACHE_HOME/minise``
+        or ``~/.cache/minise``.
+    progress: show tqdm progress bars for the download and the image decoding.
+    url, md5: where ``"download"`` fetches the archive and its expected md5 (None: no check).
+    Raises DataError (a ValueError) for bad data, DownloadError (an OSError) when a download fails.
+    """
+    return _load(_CIFAR10, source, data_dir, progress, url, md5)
+
+
+def load_cifar100(source=None, *, data_dir=None, progress=True, url=CIFAR100_URL, md5=CIFAR100_MD5):
+    """Load CIFAR-100 with its 100 fine labels; same arguments as :func:`load_cifar10`.
+
+    From the official archive the class names come from its ``meta`` file; image folders must be
+    named after :data:`CIFAR100_CLASSES`.
+    """
+    return _load(_CIFAR100, source, data_dir, progress, url, md5)
+
+
+def default_data_dir():
+    """``$XDG_CACHE_HOME/minise``, or ``~/.cache/minise`` when that variable is unset."""
+    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(base) / "minise"
+
+
+# --- choosing the source and the cache -------------------------------------------------------
+
+def _load(fmt, source, data_dir, progress, url, md5):
+    if source is None:
+        source = os.environ.get("MINISE_DATA") or "download"
+    cache_dir = Path(data_dir).expanduser() if data_dir is not None else default_data_dir()
+    if isinstance(source, str) and source == "download":
+        return _load_download(fmt, cache_dir, progress, url, md5)
+    path = Path(source).expanduser()
+    if not path.exists():
+        raise FileNotFoundError(
+            f"{fmt.name} source {path} does not exist: expected the official archive, its "
+            f"extracted {fmt.folder}/ folder, or image folders (directory, .tar.gz or .zip)")
+    if path.is_dir():
+        digest = _directory_digest(path, fmt)
+    else:
+        digest = file_digest(path)
+    return _cached(fmt, cache_dir, str(path.resolve()), digest, lambda: _read_source(fmt, path, progress))
+
+
+def _load_download(fmt, cache_dir, progress, url, md5):
+    archive = cache_dir / (PurePosixPath(urllib.parse.urlparse(url).path).name or f"{fmt.name}.tar.gz")
+
+    def fetch():
+        if archive.exists() and (md5 is None or file_digest(archive, "md5") == md5.lower()):
+            return archive
+        if archive.exists():
+            warnings.warn(f"{archive} does not have md5 {md5}: downloading it again")
+        return download(url, archive, md5=md5, progress=progress)
+
+    if md5 is not None:
+        # The md5 pins the archive's bytes, so it can key the cache: a cache hit then needs
+        # neither the archive nor a pass over its 160 MB to hash it.
+        return _cached(fmt, cache_dir, url, "md5:" + md5.lower(),
+                       lambda: _read_source(fmt, fetch(), progress))
+    return _cached(fmt, cache_dir, url, file_digest(fetch()), lambda: _read_source(fmt, archive, progress))
+
+
+def _cached(fmt, cache_dir, origin, digest, read):
+    """Return the cached Dataset for (format, source digest), or ``read()`` it and cache it.
+
+    origin (a path or URL) names the cache file's family, so that when a source changes, the
+    cache of its previous content is deleted instead of piling up.
+    """
+    family = f"{fmt.name}-{_sha(origin)[:8]}-"
+    path = cache_dir / f"{family}{_sha(_CACHE_VERSION, fmt.name, digest)[:16]}.npz"
+    data = _read_cache(path)
+    if data is None:
+        data = read()
+        _write_cache(path, data)
+        for old in cache_dir.glob(f"{family}*.npz"):
+            if old != path:
+                old.unlink(missing_ok=True)
+    return data
+
+
+def _sha(*parts):
+    return hashlib.sha256("\0".join(parts).encode()).hexdigest()
+
+
+def _read_cache(path):
+    """The Dataset stored at ``path``, or None if there is none or it is unreadable."""
+    if not path.exists():
+        return None
+    try:
+        with np.load(path, allow_pickle=False) as npz:
+            data = Dataset(npz["x_train"], npz["y_train"], npz["x_test"], npz["y_test"],
+                           tuple(str(c) for c in npz["classes"]))
+        _check(data, path)
+    except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as err:
+        warnings.warn(f"ignoring the unreadable cache {path} ({err}); decoding the source again")
+        return None
+    return data
+
+
+def _write_cache(path, data):
+    """Write ``data`` to ``path`` atomically: a temporary file in the same folder, then os.replace."""
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    except OSError as err:  # e.g. a read-only home: loading still works, only more slowly
+        warnings.warn(f"cannot write the cache in {path.parent} ({err}); pass data_dir= to cache elsewhere")
+        return
+    try:
+        with os.fdopen(fd, "wb") as f:
+            # Uncompressed on purpose: np.load then only copies bytes, well under a second.
+            np.savez(f, x_train=data.x_train, y_train=data.y_train, x_test=data.x_test,
+                     y_test=data.y_test, classes=np.array(data.classes))
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def _check(data, where):
+    """Raise DataError unless ``data`` has the documented shapes and dtypes."""
+    for x, y, split in ((data.x_train, data.y_train, "train"), (data.x_test, data.y_test, "test")):
+        if x.dtype != np.uint8 or x.shape[1:] != IMAGE_SHAPE or y.dtype != np.int64 or y.shape != x.shape[:1]:
+            raise DataError(f"{where}: {split} split has images {x.dtype}{x.shape} and labels "
+                            f"{y.dtype}{y.shape}; expected uint8 (N, 3, 32, 32) and int64 (N,)")
+
+
+# --- reading a source: files first, then their meaning -----------------------------------------
+
+def _wanted(name, fmt):
+    """Whether a file of a source matters: an image or one of the official pickles."""
+    path = PurePosixPath(name)
+    if any(part.startswith(".") or part == "__MACOSX" for part in path.parts):
+        return False  # OS junk such as .DS_Store or macOS' ._x.jpg resource forks
+    return path.suffix.lower() in IMAGE_SUFFIXES or path.name in fmt.files
+
+
+def _directory_files(root, fmt):
+    """Sorted relative POSIX paths of the wanted files under ``root``."""
+    names = []
+    for folder, _, files in os.walk(root):
+        rel = Path(folder).relative_to(root).as_posix()
+        names += [f if rel == "." else f"{rel}/{f}" for f in files]
+    return sorted(n for n in names if _wanted(n, fmt))
+
+
+def _directory_digest(root, fmt):
+    """A checksum of a directory from its file names, sizes and modification times.
+
+    Cheaper than hashing every byte, and any edit changes a size or an mtime.
+    """
+    digest = hashlib.sha256()
+    for name in _directory_files(root, fmt):
+        st = os.stat(root / name)
+        digest.update(f"{name}\0{st.st_size}\0{st.st_mtime_ns}\n".encode())
+    return digest.hexdigest()
+
+
+def _read_source(fmt, path, progress):
+    """Read and decode a source (a directory or an archive file) into a checked Dataset."""
+    if path.is_dir():
+        files = {name: (path / name).read_bytes() for name in _directory_files(path, fmt)}
+    else:
+        files = _read_archive(path, fmt)
+    by_basename = {PurePosixPath(n).name: n for n in files if PurePosixPath(n).name in fmt.files}
+    images = sorted(n for n in files if PurePosixPath(n).suffix.lower() in IMAGE_SUFFIXES)
+    if by_basename:
+        data = _parse_official(fmt, files, by_basename, path)
+    elif images:
+        data = _parse_image_folders(fmt, files, images, path, progress)
+    else:
+        raise DataError(
+            f"{path}: found neither the official {fmt.name} files ({', '.join(fmt.files)}) nor "
+            f"images in train/CLASS/ and test/CLASS/ folders (.png, .jpg, .jpeg)")
+    _check(data, path)
+    return data
+
+
+def _read_archive(path, fmt):
+    """{member name: bytes} of the wanted regular files of a .zip or a (compressed) tar archive.
+
+    Nothing is extracted to disk, so member names like ``../x`` are harmless.
+    """
+    files = {}
+    with open(path, "rb") as f:  # outside the try: a missing or unreadable file is its own error
+        try:
+            if zipfile.is_zipfile(f):
+                with zipfile.ZipFile(f) as archive:
+                    for info in archive.infolist():
+                        if not info.is_dir() and _wanted(info.filename, fmt):
+                            files[info.filename] = archive.read(info)
+            else:
+                f.seek(0)
+                # One forward pass over the (gzip) stream: members are read in archive order.
+                with tarfile.open(fileobj=f, mode="r:*") as archive:
+                    for member in archive:
+                        if member.isfile() and _wanted(member.name, fmt):
+                            files[member.name] = archive.extractfile(member).read()
+        except (tarfile.TarError, zipfile.BadZipFile, EOFError, zlib.error, OSError) as err:
+            raise DataError(f"{path}: cannot read it as a .tar.gz, .tgz, .tar or .zip archive; "
+                            f"is it truncated or corrupt? ({type(err).__name__}: {err})") from err
+    return files
+
+
+def _parse_official(fmt, files, by_basename, source):
+    missing = [name for name in fmt.files if name not in by_basename]
+    if missing:
+        raise DataError(f"{source}: the official {fmt.name} data has the files {', '.join(fmt.files)}; "
+                        f"missing {', '.join(missing)}")
+    meta = _unpickle(files[by_basename[fmt.meta]], f"{source}: {by_basename[fmt.meta]}")
+    if fmt.names_key not in meta:
+        raise DataError(f"{source}: {by_basename[fmt.meta]} has no '{fmt.names_key}' (found {sorted(meta)})")
+    classes = tuple(str(c) for c in meta[fmt.names_key])
+    splits = []
+    for names in (fmt.train, fmt.test):
+        parts = [_official_batch(fmt, files[by_basename[n]], f"{source}: {by_basename[n]}", len(classes))
+                 for n in names]
+        splits += [np.concatenate([x for x, _ in parts]), np.concatenate([y for _, y in parts])]
+    return Dataset(*splits, classes)
+
+
+def _official_batch(fmt, raw, where, num_classes):
+    """(x uint8 (n, 3, 32, 32), y int64 (n,)) from one pickled batch of the official archive."""
+    batch = _unpickle(raw, where)
+    if "data" not in batch or fmt.labels_key not in batch:
+        raise DataError(f"{where}: expected the keys 'data' and '{fmt.labels_key}', found {sorted(batch)}")
+    x = np.asarray(batch["data"])
+    y = np.asarray(batch[fmt.labels_key])
+    if x.dtype != np.uint8 or x.ndim != 2 or x.shape[1] != 3 * 32 * 32:
+        raise DataError(f"{where}: expected 'data' uint8 of shape (n, 3072), found {x.dtype}{x.shape}")
+    if y.shape != (len(x),) or not np.issubdtype(y.dtype, np.integer) or ((y < 0) | (y >= num_classes)).any():
+        raise DataError(f"{where}: expected {len(x)} integer labels in [0, {num_classes}), "
+                        f"found {y.dtype}{y.shape} with values {y.min()}..{y.max()}" if y.size else "none")
+    # Each row is 1024 red, then 1024 green, then 1024 blue values, row-major: reshaping gives NCHW.
+    return x.reshape(-1, *IMAGE_SHAPE), y.astype(np.int64)
+
+
+class _ArrayUnpickler(pickle.Unpickler):
+    """An unpickler for the official batches: plain containers and NumPy arrays, nothing else.
+
+    ``pickle.load`` can run any code named in the file; this one only builds the few NumPy
+    objects that array pickles refer to, so a doctored archive cannot run code.
+    """
+    _ALLOWED = {
+        ("numpy", "ndarray"), ("numpy", "dtype"), ("_codecs", "encode"),
+        ("numpy.core.multiarray", "_reconstruct"), ("numpy._core.multiarray", "_reconstruct"),
+        ("numpy.core.multiarray", "scalar"), ("numpy._core.multiarray", "scalar"),
+        ("numpy.core.numeric", "_frombuffer"), ("numpy._core.numeric", "_frombuffer"),
+    }
+
+    def find_class(self, module, name):
+        if (module, name) not in self._ALLOWED:
+            raise pickle.UnpicklingError(f"refusing to load {module}.{name}: not part of an array")
+        if module.startswith("numpy.core"):  # the name NumPy < 2 (and the 2009 archives) used
+            module = module.replace("numpy.core", "numpy._core" if np.__version__ >= "2" else "numpy.core")
+        return super().find_class(module, name)
+
+
+def _unpickle(raw, where):
+    """The dict in a pickle from the official archive, with str keys."""
+    try:
+        # latin1: the archives were pickled by Python 2, whose byte strings hold the pixel data.
+        obj = _ArrayUnpickler(io.BytesIO(raw), encoding="latin1").load()
+    except Exception as err:  # unpickling bad bytes can raise almost anything
+        raise DataError(f"{where}: not a readable pickle ({type(err).__name__}: {err})") from err
+    if not isinstance(obj, dict):
+        raise DataError(f"{where}: expected a pickled dict, found {type(obj).__name__}")
+    return {k.decode() if isinstance(k, bytes) else k: v for k, v in obj.items()}
+
+
+def _parse_image_folders(fmt, files, images, source, progress):
+    label_of = {name: label for label, name in enumerate(fmt.classes)}
+    items = {split: [] for split in SPLITS}
+    unknown = set()
+    for name in images:  # sorted, so the order of the arrays is deterministic
+        parts = PurePosixPath(name).parts
+        if len(parts) < 3 or parts[-3] not in SPLITS:
+            raise DataError(f"{source}: image {name} is not in a SPLIT/CLASS/ folder (SPLIT: train or test)")
+        if parts[-2] not in label_of:
+            unknown.add(parts[-2])
+        else:
+            items[parts[-3]].append((name, label_of[parts[-2]]))
+    if unknown:
+        raise DataError(f"{source}: unknown {fmt.name} class folder(s) {', '.join(sorted(unknown))}; "
+                        f"expected names from {', '.join(fmt.classes)}")
+    for split in SPLITS:
+        if not items[split]:
+            raise DataError(f"{source}: no images under {split}/; expected {split}/CLASS/*.png|jpg|jpeg")
+    arrays = []
+    with tqdm(total=len(images), desc=f"decoding {source.name}", unit="img", disable=not progress) as bar:
+        for split in SPLITS:
+            x = np.empty((len(items[split]), *IMAGE_SHAPE), np.uint8)
+            for i, (name, _) in enumerate(items[split]):
+                x[i] = _decode_image(files[name], f"{source}: {name}").transpose(2, 0, 1)  # HWC -> CHW
+                bar.update()
+            arrays += [x, np.array([label for _, label in items[split]], np.int64)]
+    return Dataset(*arrays, fmt.classes)
+
+
+def _decode_image(raw, where):
+    """uint8 (32, 32, 3) pixels of an encoded 32x32 RGB image."""
+    try:
+        image = Image.open(io.BytesIO(raw))
+        if image.size == (32, 32) and image.mode == "RGB":
+            return np.asarray(image)  # decodes here, so truncated data fails inside the try
+    except Exception as err:  # Pillow raises OSError, ValueError, SyntaxError... for bad bytes
+        raise DataError(f"{where}: cannot decode the image ({type(err).__name__}: {err})") from err
+    raise DataError(f"{where}: expected a 32x32 RGB image, found {image.size[0]}x{image.size[1]} {image.mode}")

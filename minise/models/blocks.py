@@ -1,0 +1,109 @@
+"""Residual blocks: BasicBlock and Bottleneck, with an optional SE block on the residual branch.
+
+Attribute names follow the seed post's PyTorch code (``block``, ``se_block``, ``shortcut``,
+``relu``), so its state_dicts load key for key.
+
+Forward:   out = relu(se(block(x)) + shortcut(x))
+Backward:  x feeds two paths, the residual branch and the shortcut, so
+           dx = block.backward(se.backward(d)) + shortcut.backward(d),  d = relu.backward(dout)
+"""
+from ..nn import BatchNorm2d, Conv2d, Module, ReLU, SEBlock, Sequential
+from ..nn.validate import check_dout, positive_int
+
+
+def _projection(in_channels, out_channels, stride):
+    """Option B shortcut: a strided 1x1 conv and BN where the shape changes, else identity."""
+    if stride == 1 and in_channels == out_channels:
+        return Sequential()
+    return Sequential(Conv2d(in_channels, out_channels, 1, stride=stride, bias=False),
+                      BatchNorm2d(out_channels))
+
+
+class _Residual(Module):
+    """relu(se_block(block(x)) + shortcut(x)); subclasses build block, se_block and shortcut."""
+
+    def forward(self, x):
+        branch = self.block(x)
+        if self.se_block is not None:
+            branch = self.se_block(branch)
+        self._out = self.relu(branch + self.shortcut(x))
+        return self._out
+
+    def backward(self, dout):
+        check_dout(self, dout, getattr(self, "_out", None))
+        d = self.relu.backward(dout)
+        d_branch = self.se_block.backward(d) if self.se_block is not None else d
+        # the residual add copies d to both paths; x's gradient is the sum of both
+        return self.block.backward(d_branch) + self.shortcut.backward(d)
+
+    def _reset_workspace(self):
+        super()._reset_workspace()
+        self._out = None
+
+
+class BasicBlock(_Residual):
+    """BasicBlock(in_channels, out_channels, stride=1, reduction_ratio=None).
+
+    x: (N, in, H, W) -> (N, out, H/stride, W/stride).
+    block: conv3x3(stride) - BN - ReLU - conv3x3 - BN; an SE block when reduction_ratio is set.
+    """
+
+    expansion = 1
+
+    def __init__(self, in_channels, out_channels, stride=1, reduction_ratio=None):
+        super().__init__()
+        positive_int(stride, "stride", "BasicBlock")
+        self.in_channels, self.out_channels, self.stride = in_channels, out_channels, stride
+        self.block = Sequential(
+            Conv2d(in_channels, out_channels, 3, stride=stride, padding=1, bias=False),
+            BatchNorm2d(out_channels),
+            ReLU(),
+            Conv2d(out_channels, out_channels, 3, padding=1, bias=False),
+            BatchNorm2d(out_channels),
+        )
+        self.se_block = SEBlock(out_channels, reduction_ratio) if reduction_ratio is not None else None
+        self.shortcut = _projection(in_channels, out_channels, stride)
+        self.relu = ReLU()
+
+    def extra_repr(self):
+        return f"{self.in_channels}, {self.out_channels}, stride={self.stride}"
+
+
+class Bottleneck(_Residual):
+    """Bottleneck(input_channels, in_channels, stride=1), expansion 4.
+
+    x: (N, input_channels, H, W) -> (N, 4*in_channels, H/stride, W/stride).
+    block: conv1x1 - BN - ReLU - conv3x3(stride) - BN - ReLU - conv1x1 (x4 channels) - BN.
+    """
+
+    expansion = 4
+
+    def __init__(self, input_channels, in_channels, stride=1, reduction_ratio=None):
+        super().__init__()
+        positive_int(stride, "stride", type(self).__name__)
+        out_channels = in_channels * self.expansion
+        self.input_channels, self.in_channels, self.stride = input_channels, in_channels, stride
+        self.block = Sequential(
+            Conv2d(input_channels, in_channels, 1, bias=False),
+            BatchNorm2d(in_channels),
+            ReLU(),
+            Conv2d(in_channels, in_channels, 3, stride=stride, padding=1, bias=False),
+            BatchNorm2d(in_channels),
+            ReLU(),
+            Conv2d(in_channels, out_channels, 1, bias=False),
+            BatchNorm2d(out_channels),
+        )
+        self.se_block = SEBlock(out_channels, reduction_ratio) if reduction_ratio is not None else None
+        self.shortcut = _projection(input_channels, out_channels, stride)
+        self.relu = ReLU()
+
+    def extra_repr(self):
+        return f"{self.input_channels}, {self.in_channels}, stride={self.stride}"
+
+
+class SEBottleneck(Bottleneck):
+    """SEBottleneck(input_channels, in_channels, reduction_ratio, stride=1): the seed post's block,
+    a Bottleneck with an SE block after its last BN, before the residual add."""
+
+    def __init__(self, input_channels, in_channels, reduction_ratio, stride=1):
+        super().__init__(input_channels, in_channels, stride=stride, reduction_ratio=reduction_ratio)

@@ -1,0 +1,62 @@
+"""Element-wise non-linearities. Each backward multiplies dout by the local derivative."""
+from ..backend import get_array_module
+from .validate import check_dout, check_input
+from .module import Module
+
+ANY_NDIM = range(1, 33)
+
+
+class _Activation(Module):
+    """Caches the output: each of these derivatives is a function of the output alone."""
+
+    def __init__(self):
+        super().__init__()
+        self._out = None
+
+    def forward(self, x):
+        check_input(self, x, ndim=ANY_NDIM)
+        self._out = self.function(get_array_module(x), x)
+        return self._out
+
+    def backward(self, dout):
+        check_dout(self, dout, self._out)
+        return self.derivative_times(get_array_module(dout), self._out, dout)
+
+    def _reset_workspace(self):
+        super()._reset_workspace()
+        self._out = None
+
+
+class ReLU(_Activation):
+    """out = max(x, 0);  dx = dout where out > 0, else 0.  Any shape."""
+
+    def function(self, xp, x):
+        return xp.maximum(x, 0)
+
+    def derivative_times(self, xp, out, dout):
+        return xp.where(out > 0, dout, 0)
+
+
+class Sigmoid(_Activation):
+    """out = 1 / (1 + exp(-x));  dx = dout * out * (1 - out).  Any shape.
+
+    Computed from e = exp(-|x|), which never overflows: out = 1/(1+e) for x >= 0 and
+    e/(1+e) for x < 0 (the same function, rewritten).
+    """
+
+    def function(self, xp, x):
+        e = xp.exp(-xp.abs(x))
+        return xp.where(x >= 0, 1, e) / (1 + e)
+
+    def derivative_times(self, xp, out, dout):
+        return dout * out * (1 - out)
+
+
+class Tanh(_Activation):
+    """out = tanh(x);  dx = dout * (1 - out^2).  Any shape."""
+
+    def function(self, xp, x):
+        return xp.tanh(x)
+
+    def derivative_times(self, xp, out, dout):
+        return dout * (1 - out * out)

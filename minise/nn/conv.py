@@ -1,0 +1,79 @@
+"""2-D convolution, forward and backward, as im2col plus one matrix product per pass."""
+from ..backend import get_array_module
+from .validate import check_dout, check_input, describe, pair, positive_int
+from .im2col import col2im, im2col, output_size, pad_input
+from .init import uniform_fan_in
+from .module import Module
+from .parameter import Parameter
+
+
+class Conv2d(Module):
+    """Conv2d(in_channels, out_channels, kernel_size, stride=1, padding=0, bias=True).
+
+    x: (N, C, H, W) -> out: (N, O, Ho, Wo), Ho = (H + 2*ph - kh) // sh + 1 (likewise Wo).
+    weight: (O, C, kh, kw), bias: (O,).
+
+    Forward:   out = W_mat @ cols + b, with W_mat = weight.reshape(O, C*kh*kw) and
+               cols = im2col(x): (C*kh*kw, N*Ho*Wo).
+    Backward:  dW   = dout_mat @ cols.T      (dout_mat: (O, N*Ho*Wo))
+               db   = dout summed over n, ho, wo
+               dx   = col2im(W_mat.T @ dout_mat): every patch gradient added back in place.
+    """
+
+    def __init__(self, in_channels, out_channels, kernel_size, stride=1, padding=0, bias=True):
+        super().__init__()
+        name = type(self).__name__
+        self.in_channels = positive_int(in_channels, "in_channels", name)
+        self.out_channels = positive_int(out_channels, "out_channels", name)
+        self.kernel_size = pair(kernel_size, "kernel_size", name)
+        self.stride = pair(stride, "stride", name)
+        self.padding = pair(padding, "padding", name, minimum=0)
+        fan_in = in_channels * self.kernel_size[0] * self.kernel_size[1]
+        self.weight = Parameter(uniform_fan_in((out_channels, in_channels, *self.kernel_size), fan_in))
+        self.bias = Parameter(uniform_fan_in((out_channels,), fan_in)) if bias else None
+        self._x_shape = self._cols = self._out = None
+
+    def forward(self, x):
+        check_input(self, x, ndim=4, channels=self.in_channels)
+        xp = get_array_module(x)
+        N, C, H, W = x.shape
+        (kh, kw), (sh, sw), (ph, pw) = self.kernel_size, self.stride, self.padding
+        Ho, Wo = output_size(H, kh, sh, ph), output_size(W, kw, sw, pw)
+        if Ho < 1 or Wo < 1:
+            raise ValueError(f"{describe(self)}: input of spatial size {(H, W)} padded by {(ph, pw)} "
+                             f"is smaller than the kernel {(kh, kw)}")
+        xpad = x
+        if ph or pw:
+            xpad = pad_input(x, self.padding, out=self.workspace("x_padded", (N, C, H + 2 * ph, W + 2 * pw), x.dtype, xp))
+        cols = im2col(xpad, self.kernel_size, self.stride,
+                      out=self.workspace("cols", (C * kh * kw, N * Ho * Wo), x.dtype, xp))
+        out = self.weight.data.reshape(self.out_channels, -1) @ cols           # (O, N*Ho*Wo)
+        if self.bias is not None:
+            out += self.bias.data[:, None]
+        out = xp.ascontiguousarray(out.reshape(self.out_channels, N, Ho, Wo).transpose(1, 0, 2, 3))
+        self._x_shape, self._cols, self._out = x.shape, cols, out
+        return out
+
+    def backward(self, dout):
+        check_dout(self, dout, self._out)
+        xp = get_array_module(dout)
+        O = self.out_channels
+        dout_mat = dout.transpose(1, 0, 2, 3).reshape(O, -1)                   # (O, N*Ho*Wo)
+        self.weight.grad += (dout_mat @ self._cols.T).reshape(self.weight.data.shape)
+        if self.bias is not None:
+            self.bias.grad += dout_mat.sum(axis=1)
+        dcols = self.workspace("dcols", self._cols.shape, dout.dtype, xp)
+        xp.matmul(self.weight.data.reshape(O, -1).T, dout_mat, out=dcols)      # (C*kh*kw, N*Ho*Wo)
+        N, C, H, W = self._x_shape
+        (ph, pw) = self.padding
+        dx_padded = self.workspace("dx_padded", (N, C, H + 2 * ph, W + 2 * pw), dout.dtype, xp)
+        return col2im(dcols, self._x_shape, self.kernel_size, self.stride, self.padding, out=dx_padded).copy()
+
+    def _reset_workspace(self):
+        super()._reset_workspace()
+        self._x_shape = self._cols = self._out = None
+
+    def extra_repr(self):
+        return (f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, "
+                f"stride={self.stride}, padding={self.padding}, bias={self.bias is not None}")
+

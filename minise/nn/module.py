@@ -1,0 +1,251 @@
+"""The base class of every layer, and ``Sequential``.
+
+A ``Module`` registers the ``Parameter``s, buffers and child modules assigned to it as
+attributes, in order, so that ``named_parameters()`` and ``state_dict()`` give PyTorch's dotted
+names (``sequence.2.weight``) without any bookkeeping in the layers themselves.
+"""
+from collections import OrderedDict
+
+from ..backend import check_device, device_of, get_array_module, is_array, to_device, to_numpy
+from .parameter import Parameter
+
+
+class Module:
+    """Base class: ``forward(x)`` caches what ``backward(dout)`` needs; ``backward`` returns dx.
+
+    ``backward(dout)`` returns the gradient with respect to the input, *adds* the parameter
+    gradients into each ``Parameter.grad`` and never writes into ``dout``.
+    """
+
+    def __init__(self):
+        object.__setattr__(self, "_parameters", OrderedDict())
+        object.__setattr__(self, "_buffers", OrderedDict())
+        object.__setattr__(self, "_modules", OrderedDict())
+        object.__setattr__(self, "training", True)
+        object.__setattr__(self, "_workspace", {})
+
+    # ---- registration -------------------------------------------------------------------
+    def __setattr__(self, name, value):
+        if "_parameters" not in self.__dict__:
+            raise RuntimeError(f"{type(self).__name__}.__init__ must call super().__init__() first")
+        # A buffer stays a buffer when rebound to a new array; anything else re-registers.
+        self._parameters.pop(name, None)
+        self._modules.pop(name, None)
+        if isinstance(value, (Parameter, Module)):
+            self._buffers.pop(name, None)
+        if isinstance(value, Parameter):
+            self._parameters[name] = value
+        elif isinstance(value, Module):
+            self._modules[name] = value
+        object.__setattr__(self, name, value)
+
+    def register_buffer(self, name, array):
+        """A state array that is saved in ``state_dict`` but is not trained (BN's running stats)."""
+        object.__setattr__(self, name, array)
+        self._buffers[name] = None  # the value lives on the attribute; this keeps the order
+
+    # ---- forward / backward -------------------------------------------------------------
+    def forward(self, x):
+        raise NotImplementedError
+
+    def backward(self, dout):
+        raise NotImplementedError
+
+    def __call__(self, x, *args, **kwargs):
+        return self.forward(x, *args, **kwargs)
+
+    # ---- traversal ----------------------------------------------------------------------
+    def named_modules(self, prefix=""):
+        yield prefix, self
+        for name, child in self._modules.items():
+            yield from child.named_modules(f"{prefix}.{name}" if prefix else name)
+
+    def modules(self):
+        return (m for _, m in self.named_modules())
+
+    def named_children(self):
+        return iter(self._modules.items())
+
+    def children(self):
+        return iter(self._modules.values())
+
+    def named_parameters(self, prefix=""):
+        for module_name, module in self.named_modules(prefix):
+            for name, p in module._parameters.items():
+                yield (f"{module_name}.{name}" if module_name else name), p
+
+    def parameters(self):
+        return (p for _, p in self.named_parameters())
+
+    def named_buffers(self, prefix=""):
+        for module_name, module in self.named_modules(prefix):
+            for name in module._buffers:
+                yield (f"{module_name}.{name}" if module_name else name), getattr(module, name)
+
+    # ---- training state -----------------------------------------------------------------
+    def zero_grad(self):
+        for p in self.parameters():
+            p.zero_grad()
+
+    def train(self, mode=True):
+        for m in self.modules():
+            object.__setattr__(m, "training", bool(mode))
+        return self
+
+    def eval(self):
+        return self.train(False)
+
+    # ---- device and dtype ---------------------------------------------------------------
+    def to(self, device=None, dtype=None):
+        """Move parameters, gradients and buffers to ``"cpu"``/``"cuda"`` and/or cast to ``dtype``.
+
+        Integer buffers (``num_batches_tracked``) keep their integer dtype.
+        """
+        if device is not None:
+            check_device(device)
+        for m in self.modules():
+            for p in m._parameters.values():
+                p.data, p.grad = (_convert(a, device, dtype) for a in (p.data, p.grad))
+            for name in m._buffers:
+                object.__setattr__(m, name, _convert(getattr(m, name), device, dtype))
+            m._reset_workspace()
+        return self
+
+    def double(self):
+        return self.to(dtype="float64")
+
+    def float(self):
+        return self.to(dtype="float32")
+
+    @property
+    def device(self):
+        """``"cpu"`` or ``"cuda"``: where the first parameter or buffer lives."""
+        for _, array in self._state_arrays():
+            return device_of(array)
+        return "cpu"
+
+    def workspace(self, name, shape, dtype, xp):
+        """A scratch array owned by this layer, reused across calls while shape and dtype hold.
+
+        Large fresh allocations are slow (the memory must be paged in again every time), so
+        layers keep their big temporaries here. Contents are undefined: callers overwrite them.
+        Never return a workspace array to the caller of forward/backward.
+        """
+        buf = self._workspace.get(name)
+        if buf is None or buf.shape != tuple(shape) or buf.dtype != dtype or get_array_module(buf) is not xp:
+            buf = xp.empty(shape, dtype=dtype)
+            self._workspace[name] = buf
+        return buf
+
+    def _reset_workspace(self):
+        """Drop the work buffers (called when the layer moves device or changes dtype)."""
+        self._workspace.clear()
+
+    # ---- state dict ---------------------------------------------------------------------
+    def _state_arrays(self):
+        for name, p in self.named_parameters():
+            yield name, p.data
+        yield from self.named_buffers()
+
+    def state_dict(self):
+        """An ordered dict of NumPy copies of every parameter and buffer, keyed as in PyTorch."""
+        return OrderedDict((name, to_numpy(a).copy()) for name, a in self._state_arrays())
+
+    def load_state_dict(self, state_dict, strict=True):
+        """Copy arrays from ``state_dict`` into this module's parameters and buffers, in place.
+
+        Values are cast to each target's dtype and device. With ``strict=True`` any missing or
+        unexpected key raises ``ValueError`` naming them; a shape mismatch always raises.
+        Nothing is changed unless every check passes. Returns ``(missing, unexpected)``.
+        """
+        own = dict(self._state_arrays())
+        missing = [k for k in own if k not in state_dict]
+        unexpected = [k for k in state_dict if k not in own]
+        mis_shaped = [
+            f"{k}: expected {tuple(own[k].shape)}, got {tuple(_shape(state_dict[k]))}"
+            for k in own if k in state_dict and tuple(_shape(state_dict[k])) != tuple(own[k].shape)
+        ]
+        problems = []
+        if strict and missing:
+            problems.append(f"missing keys: {missing}")
+        if strict and unexpected:
+            problems.append(f"unexpected keys: {unexpected}")
+        if mis_shaped:
+            problems.append(f"wrong shapes: {mis_shaped}")
+        if problems:
+            raise ValueError(f"{type(self).__name__}.load_state_dict: " + "; ".join(problems))
+        for name, target in own.items():
+            if name in state_dict:
+                xp = get_array_module(target)
+                target[...] = xp.asarray(_host_array(state_dict[name]), dtype=target.dtype)
+        return missing, unexpected
+
+    # ---- printing -----------------------------------------------------------------------
+    def extra_repr(self):
+        return ""
+
+    def __repr__(self):
+        if not self._modules:
+            return f"{type(self).__name__}({self.extra_repr()})"
+        lines = [f"{type(self).__name__}("]
+        for name, child in self._modules.items():
+            child_repr = repr(child).replace("\n", "\n  ")
+            lines.append(f"  ({name}): {child_repr}")
+        return "\n".join(lines) + "\n)"
+
+
+def _convert(array, device, dtype):
+    if device is not None:
+        array = to_device(array, device)
+    if dtype is not None and array.dtype.kind == "f":
+        array = array.astype(dtype, copy=False)
+    return array
+
+
+def _shape(value):
+    return value.shape if hasattr(value, "shape") else _host_array(value).shape
+
+
+def _host_array(value):
+    """A NumPy view of ``value`` (a NumPy/CuPy array, a CPU torch tensor or a nested list)."""
+    if is_array(value):
+        return to_numpy(value)
+    if hasattr(value, "detach"):  # a torch tensor: weights may be swapped with PyTorch directly
+        value = value.detach().cpu().numpy()
+    return to_numpy(value)
+
+
+class Sequential(Module):
+    """Modules applied in order; children are named "0", "1", ... and can be indexed or sliced.
+
+    ``backward`` runs the children's backward passes in reverse order (the chain rule).
+    """
+
+    def __init__(self, *modules):
+        super().__init__()
+        for i, module in enumerate(modules):
+            if not isinstance(module, Module):
+                raise TypeError(f"Sequential: item {i} is a {type(module).__name__}, not a Module")
+            setattr(self, str(i), module)
+
+    def forward(self, x):
+        for module in self._modules.values():
+            x = module(x)
+        return x
+
+    def backward(self, dout):
+        for module in reversed(self._modules.values()):
+            dout = module.backward(dout)
+        return dout
+
+    def __getitem__(self, index):
+        modules = list(self._modules.values())
+        if isinstance(index, slice):
+            return Sequential(*modules[index])
+        return modules[index]
+
+    def __len__(self):
+        return len(self._modules)
+
+    def __iter__(self):
+        return iter(self._modules.values())

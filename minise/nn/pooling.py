@@ -1,0 +1,165 @@
+"""Max, average and adaptive-average pooling over the last two axes of (N, C, H, W).
+
+Each pooling window has kh*kw entries; entry (i, j) of every window, across the whole batch,
+is one strided slice of the (padded) input. So forward and backward loop over the kh*kw
+window offsets, each step a vectorised operation on the whole batch, never over pixels.
+"""
+from ..backend import get_array_module
+from .validate import check_dout, check_input, describe, pair
+from .im2col import output_size, pad_input
+from .module import Module
+
+
+def _window_slices(kernel_size, stride, out_hw):
+    """For each window offset (i, j): the slice of the padded input that it reads."""
+    (kh, kw), (sh, sw), (Ho, Wo) = kernel_size, stride, out_hw
+    for i in range(kh):
+        for j in range(kw):
+            yield (Ellipsis, slice(i, i + sh * Ho, sh), slice(j, j + sw * Wo, sw))
+
+
+class _Pool2d(Module):
+    """Shared argument handling of MaxPool2d and AvgPool2d."""
+
+    pad_value = 0.0
+
+    def __init__(self, kernel_size, stride=None, padding=0):
+        super().__init__()
+        name = type(self).__name__
+        self.kernel_size = pair(kernel_size, "kernel_size", name)
+        self.stride = pair(stride, "stride", name) if stride is not None else self.kernel_size
+        self.padding = pair(padding, "padding", name, minimum=0)
+        if any(2 * p > k for p, k in zip(self.padding, self.kernel_size)):
+            raise ValueError(f"{name}: padding {self.padding} must be at most half the kernel "
+                             f"size {self.kernel_size}")
+        self._x_shape = self._out = None
+
+    def _padded(self, x):
+        """Check x (N, C, H, W); return it padded and the output size (Ho, Wo)."""
+        check_input(self, x, ndim=4)
+        (kh, kw), (sh, sw), (ph, pw) = self.kernel_size, self.stride, self.padding
+        H, W = x.shape[2:]
+        Ho, Wo = output_size(H, kh, sh, ph), output_size(W, kw, sw, pw)
+        if Ho < 1 or Wo < 1:
+            raise ValueError(f"{describe(self)}: input of spatial size {(H, W)} padded by {(ph, pw)} "
+                             f"is smaller than the kernel {(kh, kw)}")
+        return pad_input(x, self.padding, value=self.pad_value), (Ho, Wo)
+
+    def _unpad(self, dx_padded):
+        (ph, pw), (H, W) = self.padding, self._x_shape[2:]
+        return dx_padded[:, :, ph:ph + H, pw:pw + W]
+
+    def _reset_workspace(self):
+        super()._reset_workspace()
+        self._x_shape = self._out = None
+
+    def extra_repr(self):
+        return f"kernel_size={self.kernel_size}, stride={self.stride}, padding={self.padding}"
+
+
+class MaxPool2d(_Pool2d):
+    """MaxPool2d(kernel_size, stride=kernel_size, padding=0). x: (N, C, H, W) -> (N, C, Ho, Wo).
+
+    Forward: out = max over the window; remember which offset k won (the first, on ties).
+    Backward: the whole gradient of an output goes to the input that won its window.
+    Padding counts as -inf, so it never wins.
+    """
+
+    pad_value = float("-inf")
+
+    def forward(self, x):
+        xp = get_array_module(x)
+        xpad, out_hw = self._padded(x)
+        out, argmax = None, None
+        for k, window_entry in enumerate(_window_slices(self.kernel_size, self.stride, out_hw)):
+            v = xpad[window_entry]
+            if out is None:
+                out, argmax = v.copy(), xp.zeros(v.shape, dtype="uint8")
+                continue
+            wins = (v > out) | xp.isnan(v)                  # NaN propagates, as in PyTorch
+            out = xp.where(wins, v, out)
+            argmax[wins] = k
+        self._x_shape, self._argmax, self._out = x.shape, argmax, out
+        return out
+
+    def backward(self, dout):
+        check_dout(self, dout, self._out)
+        xp = get_array_module(dout)
+        N, C, H, W = self._x_shape
+        (ph, pw) = self.padding
+        dx_padded = xp.zeros((N, C, H + 2 * ph, W + 2 * pw), dtype=dout.dtype)
+        for k, window_entry in enumerate(_window_slices(self.kernel_size, self.stride, dout.shape[2:])):
+            dx_padded[window_entry] += xp.where(self._argmax == k, dout, 0)
+        return self._unpad(dx_padded)
+
+
+class AvgPool2d(_Pool2d):
+    """AvgPool2d(kernel_size, stride=kernel_size, padding=0). x: (N, C, H, W) -> (N, C, Ho, Wo).
+
+    Forward: out = (1 / (kh*kw)) * sum over the window (zero padding counts, as PyTorch's
+    default count_include_pad=True). Backward: each input in a window receives dout / (kh*kw).
+    """
+
+    def forward(self, x):
+        xpad, out_hw = self._padded(x)
+        area = self.kernel_size[0] * self.kernel_size[1]
+        out = None
+        for window_entry in _window_slices(self.kernel_size, self.stride, out_hw):
+            out = xpad[window_entry].copy() if out is None else out + xpad[window_entry]
+        out /= area
+        self._x_shape, self._out = x.shape, out
+        return out
+
+    def backward(self, dout):
+        check_dout(self, dout, self._out)
+        xp = get_array_module(dout)
+        N, C, H, W = self._x_shape
+        (ph, pw) = self.padding
+        dx_padded = xp.zeros((N, C, H + 2 * ph, W + 2 * pw), dtype=dout.dtype)
+        share = dout / (self.kernel_size[0] * self.kernel_size[1])
+        for window_entry in _window_slices(self.kernel_size, self.stride, dout.shape[2:]):
+            dx_padded[window_entry] += share
+        return self._unpad(dx_padded)
+
+
+class AdaptiveAvgPool2d(Module):
+    """AdaptiveAvgPool2d(output_size): average each of oh x ow equal tiles of the input.
+
+    x: (N, C, H, W) -> (N, C, oh, ow). With output_size 1 this is global average pooling, the
+    SE block's *squeeze*: z[n, c] = (1 / (H*W)) * sum_{h,w} x[n, c, h, w].
+    Backward: the gradient spreads evenly, dx[n, c, h, w] = dz[n, c, tile(h, w)] / (tile area).
+    H and W must be multiples of oh and ow (tiles of equal size).
+    """
+
+    def __init__(self, output_size):
+        super().__init__()
+        self.output_size = pair(output_size, "output_size", type(self).__name__)
+        self._x_shape = self._out = None
+
+    def forward(self, x):
+        check_input(self, x, ndim=4)
+        N, C, H, W = x.shape
+        oh, ow = self.output_size
+        if H % oh or W % ow:
+            raise ValueError(f"{describe(self)}: input spatial size {(H, W)} must be a multiple of the "
+                             f"output size {(oh, ow)} (tiles of unequal size are not supported)")
+        # split H into (oh, H/oh) and W into (ow, W/ow), then average within each tile
+        out = x.reshape(N, C, oh, H // oh, ow, W // ow).mean(axis=(3, 5))
+        self._x_shape, self._out = x.shape, out
+        return out
+
+    def backward(self, dout):
+        check_dout(self, dout, self._out)
+        xp = get_array_module(dout)
+        N, C, H, W = self._x_shape
+        oh, ow = self.output_size
+        tile = (H // oh) * (W // ow)
+        share = (dout / tile).reshape(N, C, oh, 1, ow, 1)
+        return xp.broadcast_to(share, (N, C, oh, H // oh, ow, W // ow)).reshape(N, C, H, W)
+
+    def _reset_workspace(self):
+        super()._reset_workspace()
+        self._x_shape = self._out = None
+
+    def extra_repr(self):
+        return f"output_size={self.output_size}"

@@ -1,0 +1,96 @@
+"""The Squeeze-and-Excitation block (Hu et al., 2017): squeeze, excite, rescale."""
+from .activation import ReLU, Sigmoid
+from .validate import check_dout, check_input, positive_int
+from .linear import Linear
+from .module import Module, Sequential
+from .pooling import AdaptiveAvgPool2d
+from .shape import Flatten, Unflatten
+
+SQUEEZE = slice(0, 2)   # sequence[0:2]: global average pool, flatten   -> z: (N, C)
+EXCITE = slice(2, 7)    # sequence[2:7]: FC, ReLU, FC, sigmoid, unflatten -> s: (N, C, 1, 1)
+
+
+class SEBlock(Module):
+    """SEBlock(input_channels, reduction_ratio): recalibrate channels by learned weights.
+
+    x: (N, C, H, W) -> (N, C, H, W), with C = input_channels and hidden width C // r.
+
+    squeeze:  z = mean_{h,w} x                                   (N, C)
+    excite:   s = sigmoid(W2 relu(W1 z) + b2)                    (N, C, 1, 1)
+    rescale:  out = x * s                                        (broadcast over H, W)
+
+    ``sequence`` is the seed post's nn.Sequential, so a PyTorch SE block loads key for key:
+    sequence.2.weight (C//r, C), sequence.4.weight (C, C//r), sequence.4.bias (C,).
+
+    Backward: x feeds two paths, the direct product and the excitation, so dx is their sum:
+        ds = sum_{h,w} dout * x                  (the gradient reaching s)
+        dx = dout * s  +  squeeze/excite backward of ds
+    After forward, ``z`` and ``s`` stay readable for analysis.
+    """
+
+    def __init__(self, input_channels, reduction_ratio):
+        super().__init__()
+        C = positive_int(input_channels, "input_channels", "SEBlock")
+        r = positive_int(reduction_ratio, "reduction_ratio", "SEBlock")
+        if C // r == 0:
+            raise ValueError(f"SEBlock: input_channels // reduction_ratio = {C} // {r} = 0 hidden "
+                             f"units; use reduction_ratio <= {C}")
+        self.input_channels, self.reduction_ratio = C, r
+        self.sequence = Sequential(
+            AdaptiveAvgPool2d((1, 1)),
+            Flatten(),
+            Linear(C, C // r, bias=False),
+            ReLU(),
+            Linear(C // r, C),
+            Sigmoid(),
+            Unflatten(1, (C, 1, 1)),
+        )
+        self.z = self.s = self._x = self._out = None
+
+    # ---- the three stages, each with its backward, for teaching -------------------------
+    def squeeze(self, x):
+        """x: (N, C, H, W) -> z: (N, C), the per-channel mean."""
+        return self.sequence[SQUEEZE](x)
+
+    def squeeze_backward(self, dz):
+        """dz: (N, C) -> dx: (N, C, H, W), dz / (H*W) spread evenly over each channel."""
+        return self.sequence[SQUEEZE].backward(dz)
+
+    def excite(self, z):
+        """z: (N, C) -> s: (N, C, 1, 1), the channel weights in (0, 1)."""
+        return self.sequence[EXCITE](z)
+
+    def excite_backward(self, ds):
+        """ds: (N, C, 1, 1) -> dz: (N, C); adds into the FC layers' gradients."""
+        return self.sequence[EXCITE].backward(ds)
+
+    @staticmethod
+    def rescale(x, s):
+        """x: (N, C, H, W), s: (N, C, 1, 1) -> x * s."""
+        return x * s
+
+    @staticmethod
+    def rescale_backward(dout, x, s):
+        """The product rule: returns (dx = dout * s, ds = sum_{h,w} dout * x)."""
+        return dout * s, (dout * x).sum(axis=(2, 3), keepdims=True)
+
+    # ---- the block ----------------------------------------------------------------------
+    def forward(self, x):
+        check_input(self, x, ndim=4, channels=self.input_channels)
+        self.z = self.squeeze(x)
+        self.s = self.excite(self.z)
+        self._x, self._out = x, self.rescale(x, self.s)
+        return self._out
+
+    def backward(self, dout):
+        check_dout(self, dout, self._out)
+        dx_direct, ds = self.rescale_backward(dout, self._x, self.s)
+        dx_excitation = self.squeeze_backward(self.excite_backward(ds))
+        return dx_direct + dx_excitation     # x fans out to two paths: their gradients add
+
+    def _reset_workspace(self):
+        super()._reset_workspace()
+        self.z = self.s = self._x = self._out = None
+
+    def extra_repr(self):
+        return f"input_channels={self.input_channels}, reduction_ratio={self.reduction_ratio}"

@@ -1,0 +1,67 @@
+"""Input checks shared by every layer: each error names the layer, what it expected and what it got."""
+from ..backend import device_of, is_array
+
+
+def describe(layer):
+    """``Conv2d(3, 16, kernel_size=(3, 3), ...)``: how a layer is named in error messages."""
+    return f"{type(layer).__name__}({layer.extra_repr()})"
+
+
+def check_input(layer, x, ndim, channels=None, name="input"):
+    """Check that ``x`` is a floating-point array with ``ndim`` dimensions (an int or a tuple of
+    allowed ints), ``channels`` entries along dim 1, and the dtype and device of the layer's
+    parameters. Raises ``TypeError`` or ``ValueError``."""
+    who = describe(layer)
+    if not is_array(x):
+        raise TypeError(f"{who}: expected the {name} to be a NumPy or CuPy array, got {type(x).__name__}")
+    if x.dtype.kind != "f":
+        raise TypeError(f"{who}: expected a floating-point {name}, got dtype {x.dtype} "
+                        f"(convert it, e.g. x.astype('float32'))")
+    allowed = (ndim,) if isinstance(ndim, int) else tuple(ndim)
+    if x.ndim not in allowed:
+        expected = " or ".join(f"{n}-D" for n in allowed)
+        raise ValueError(f"{who}: expected a {expected} {name}, got shape {tuple(x.shape)} ({x.ndim}-D)")
+    if channels is not None and x.shape[1] != channels:
+        raise ValueError(f"{who}: expected {channels} channels (dim 1) in the {name}, "
+                         f"got shape {tuple(x.shape)} with {x.shape[1]}")
+    for pname, p in layer._parameters.items():
+        if device_of(p.data) != device_of(x):
+            raise TypeError(f"{who}: the {name} is on {device_of(x)} but {pname} is on "
+                            f"{device_of(p.data)}; move one of them (model.to(...)), "
+                            f"minise never copies silently")
+        if p.data.dtype != x.dtype:
+            raise TypeError(f"{who}: the {name} has dtype {x.dtype} but {pname} has dtype "
+                            f"{p.data.dtype}; cast the input or the model (model.double() / .float())")
+
+
+def check_dout(layer, dout, out):
+    """Check ``dout`` against the forward output ``out`` (``None`` when forward never ran)."""
+    who = describe(layer)
+    if out is None:
+        raise RuntimeError(f"{who}: backward called before forward (nothing is cached)")
+    if not is_array(dout):
+        raise TypeError(f"{who}: expected dout to be a NumPy or CuPy array, got {type(dout).__name__}")
+    if tuple(dout.shape) != tuple(out.shape):
+        raise ValueError(f"{who}: dout must have the output's shape {tuple(out.shape)}, "
+                         f"got {tuple(dout.shape)}")
+    if dout.dtype != out.dtype or device_of(dout) != device_of(out):
+        raise TypeError(f"{who}: dout must be a {device_of(out)} array of dtype {out.dtype} like the "
+                        f"output, got a {device_of(dout)} array of dtype {dout.dtype}")
+
+
+def pair(value, name, layer_name, minimum=1):
+    """Turn an int or a 2-tuple of ints into a 2-tuple, checking each is at least ``minimum``."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        value = (value, value)
+    if (not isinstance(value, tuple) or len(value) != 2
+            or not all(isinstance(v, int) and not isinstance(v, bool) for v in value)):
+        raise TypeError(f"{layer_name}: {name} must be an int or a tuple of two ints, got {value!r}")
+    if min(value) < minimum:
+        raise ValueError(f"{layer_name}: {name} must be at least {minimum}, got {value!r}")
+    return value
+
+
+def positive_int(value, name, layer_name):
+    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+        raise ValueError(f"{layer_name}: {name} must be a positive int, got {value!r}")
+    return value
