@@ -42,7 +42,7 @@ class _Residual(Module):
 
 
 class BasicBlock(_Residual):
-    """BasicBlock(in_channels, out_channels, stride=1, reduction_ratio=None).
+    """BasicBlock(in_channels, out_channels, stride=1, reduction_ratio=None, min_hidden=None).
 
     x: (N, in, H, W) -> (N, out, H/stride, W/stride).
     block: conv3x3(stride) - BN - ReLU - conv3x3 - BN; an SE block when reduction_ratio is set.
@@ -50,7 +50,7 @@ class BasicBlock(_Residual):
 
     expansion = 1
 
-    def __init__(self, in_channels, out_channels, stride=1, reduction_ratio=None):
+    def __init__(self, in_channels, out_channels, stride=1, reduction_ratio=None, min_hidden=None):
         super().__init__()
         positive_int(stride, "stride", "BasicBlock")
         self.in_channels, self.out_channels, self.stride = in_channels, out_channels, stride
@@ -61,7 +61,8 @@ class BasicBlock(_Residual):
             Conv2d(out_channels, out_channels, 3, padding=1, bias=False),
             BatchNorm2d(out_channels),
         )
-        self.se_block = SEBlock(out_channels, reduction_ratio) if reduction_ratio is not None else None
+        self.se_block = (SEBlock(out_channels, reduction_ratio, min_hidden)
+                         if reduction_ratio is not None else None)
         self.shortcut = _projection(in_channels, out_channels, stride)
         self.relu = ReLU()
 
@@ -70,7 +71,8 @@ class BasicBlock(_Residual):
 
 
 class Bottleneck(_Residual):
-    """Bottleneck(input_channels, in_channels, stride=1), expansion 4.
+    """Bottleneck(input_channels, in_channels, stride=1, reduction_ratio=None, min_hidden=None),
+    expansion 4.
 
     x: (N, input_channels, H, W) -> (N, 4*in_channels, H/stride, W/stride).
     block: conv1x1 - BN - ReLU - conv3x3(stride) - BN - ReLU - conv1x1 (x4 channels) - BN.
@@ -78,7 +80,7 @@ class Bottleneck(_Residual):
 
     expansion = 4
 
-    def __init__(self, input_channels, in_channels, stride=1, reduction_ratio=None):
+    def __init__(self, input_channels, in_channels, stride=1, reduction_ratio=None, min_hidden=None):
         super().__init__()
         positive_int(stride, "stride", type(self).__name__)
         out_channels = in_channels * self.expansion
@@ -93,7 +95,8 @@ class Bottleneck(_Residual):
             Conv2d(in_channels, out_channels, 1, bias=False),
             BatchNorm2d(out_channels),
         )
-        self.se_block = SEBlock(out_channels, reduction_ratio) if reduction_ratio is not None else None
+        self.se_block = (SEBlock(out_channels, reduction_ratio, min_hidden)
+                         if reduction_ratio is not None else None)
         self.shortcut = _projection(input_channels, out_channels, stride)
         self.relu = ReLU()
 
@@ -105,5 +108,6 @@ class SEBottleneck(Bottleneck):
     """SEBottleneck(input_channels, in_channels, reduction_ratio, stride=1): the seed post's block,
     a Bottleneck with an SE block after its last BN, before the residual add."""
 
-    def __init__(self, input_channels, in_channels, reduction_ratio, stride=1):
-        super().__init__(input_channels, in_channels, stride=stride, reduction_ratio=reduction_ratio)
+    def __init__(self, input_channels, in_channels, reduction_ratio, stride=1, min_hidden=None):
+        super().__init__(input_channels, in_channels, stride=stride, reduction_ratio=reduction_ratio,
+                         min_hidden=min_hidden)

@@ -11,9 +11,11 @@ EXCITE = slice(2, 7)    # sequence[2:7]: FC, ReLU, FC, sigmoid, unflatten -> s: 
 
 
 class SEBlock(Module):
-    """SEBlock(input_channels, reduction_ratio): recalibrate channels by learned weights.
+    """SEBlock(input_channels, reduction_ratio, min_hidden=None): recalibrate channels.
 
-    x: (N, C, H, W) -> (N, C, H, W), with C = input_channels and hidden width C // r.
+    x: (N, C, H, W) -> (N, C, H, W), with C = input_channels and hidden width C // r, or
+    max(C // r, min_hidden) when ``min_hidden`` is given (at C=16, r=16 the paper's rule
+    leaves a single hidden unit).
 
     squeeze:  z = mean_{h,w} x                                   (N, C)
     excite:   s = sigmoid(W2 relu(W1 z) + b2)                    (N, C, 1, 1)
@@ -28,20 +30,21 @@ class SEBlock(Module):
     After forward, ``z`` and ``s`` stay readable for analysis.
     """
 
-    def __init__(self, input_channels, reduction_ratio):
+    def __init__(self, input_channels, reduction_ratio, min_hidden=None):
         super().__init__()
         C = positive_int(input_channels, "input_channels", "SEBlock")
         r = positive_int(reduction_ratio, "reduction_ratio", "SEBlock")
-        if C // r == 0:
+        hidden = C // r if min_hidden is None else max(C // r, positive_int(min_hidden, "min_hidden", "SEBlock"))
+        if hidden == 0:
             raise ValueError(f"SEBlock: input_channels // reduction_ratio = {C} // {r} = 0 hidden "
-                             f"units; use reduction_ratio <= {C}")
-        self.input_channels, self.reduction_ratio = C, r
+                             f"units; use reduction_ratio <= {C} or set min_hidden")
+        self.input_channels, self.reduction_ratio, self.hidden = C, r, hidden
         self.sequence = Sequential(
             AdaptiveAvgPool2d((1, 1)),
             Flatten(),
-            Linear(C, C // r, bias=False),
+            Linear(C, hidden, bias=False),
             ReLU(),
-            Linear(C // r, C),
+            Linear(hidden, C),
             Sigmoid(),
             Unflatten(1, (C, 1, 1)),
         )
@@ -93,4 +96,4 @@ class SEBlock(Module):
         self.z = self.s = self._x = self._out = None
 
     def extra_repr(self):
-        return f"input_channels={self.input_channels}, reduction_ratio={self.reduction_ratio}"
+        return f"input_channels={self.input_channels}, reduction_ratio={self.reduction_ratio}, hidden={self.hidden}"

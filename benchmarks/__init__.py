@@ -1,0 +1,1 @@
+"""Benchmarks: minise against PyTorch, side by side in one process."""

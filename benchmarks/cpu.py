@@ -1,0 +1,200 @@
+"""minise against PyTorch on the CPU, side by side in one process.
+
+    python -m benchmarks.cpu [--threads 2] [--repeats 15] [--rows conv64,bn,...] [--out FILE]
+
+Each row times the same work in both frameworks (same shapes, float32, same thread count):
+a warm-up, then interleaved repetitions (minise, torch, minise, torch, ...), reporting the
+median, min and max in milliseconds and the ratio of medians minise/torch (lower is better).
+Peak resident memory of a training step is measured in a fresh subprocess per framework.
+The markdown table is printed and written to ``--out``.
+"""
+import argparse
+import datetime
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import time
+
+import numpy
+
+from minise.twins import torch_twin
+
+
+def _layer_row(torch, make, shape, backward=True):
+    """Return (minise_fn, torch_fn) that run forward (+ backward) of one layer on ``shape``."""
+    m = make()
+    t = torch_twin(m)
+    rng = numpy.random.default_rng(0)
+    x = rng.standard_normal(shape, dtype=numpy.float32)
+    out_shape = m(x).shape
+    dout = rng.standard_normal(out_shape, dtype=numpy.float32)
+    xt = torch.from_numpy(x.copy()).requires_grad_(backward)
+    dout_t = torch.from_numpy(dout.copy())
+
+    def run_minise():
+        m(x)
+        if backward:
+            m.backward(dout)
+
+    def run_torch():
+        out = t(xt)
+        if backward:
+            out.backward(dout_t)
+
+    return run_minise, run_torch
+
+
+def _train_step_row(torch, make, batch=128):
+    """One SGD step: forward, cross-entropy, backward, update."""
+    from minise import nn
+    from minise.optim import SGD
+    model = make()
+    twin = torch_twin(model)
+    rng = numpy.random.default_rng(0)
+    x = rng.standard_normal((batch, 3, 32, 32), dtype=numpy.float32)
+    y = rng.integers(0, 10, batch)
+    loss_fn, opt = nn.CrossEntropyLoss(), SGD(model.parameters(), lr=0.01, momentum=0.9, nesterov=True,
+                                              weight_decay=5e-4)
+    xt, yt = torch.from_numpy(x), torch.from_numpy(y)
+    tloss = torch.nn.CrossEntropyLoss()
+    topt = torch.optim.SGD(twin.parameters(), lr=0.01, momentum=0.9, nesterov=True, weight_decay=5e-4)
+
+    def run_minise():
+        opt.zero_grad()
+        loss_fn(model(x), y)
+        model.backward(loss_fn.backward())
+        opt.step()
+
+    def run_torch():
+        topt.zero_grad()
+        tloss(twin(xt), yt).backward()
+        topt.step()
+
+    return run_minise, run_torch
+
+
+def rows(torch):
+    from minise import nn
+    from minise.models import resnet20, se_resnet20
+    layer = lambda make, shape, backward=True: (lambda: _layer_row(torch, make, shape, backward))
+    return {
+        "conv64_fwd": ("Conv2d 3x3 64->64 (128,64,32,32) fwd",
+                       layer(lambda: nn.Conv2d(64, 64, 3, padding=1, bias=False), (128, 64, 32, 32), False)),
+        "conv64": ("Conv2d 3x3 64->64 (128,64,32,32) fwd+bwd",
+                   layer(lambda: nn.Conv2d(64, 64, 3, padding=1, bias=False), (128, 64, 32, 32))),
+        "conv16": ("Conv2d 3x3 16->16 (128,16,32,32) fwd+bwd",
+                   layer(lambda: nn.Conv2d(16, 16, 3, padding=1, bias=False), (128, 16, 32, 32))),
+        "conv32s2": ("Conv2d 3x3 32->64 s2 (128,32,32,32) fwd+bwd",
+                     layer(lambda: nn.Conv2d(32, 64, 3, stride=2, padding=1, bias=False), (128, 32, 32, 32))),
+        "bn": ("BatchNorm2d(64) train (128,64,32,32) fwd+bwd", layer(lambda: nn.BatchNorm2d(64), (128, 64, 32, 32))),
+        "se": ("SEBlock(64, 16) (128,64,32,32) fwd+bwd", layer(lambda: nn.SEBlock(64, 16), (128, 64, 32, 32))),
+        "maxpool": ("MaxPool2d(2) (128,64,32,32) fwd+bwd", layer(lambda: nn.MaxPool2d(2), (128, 64, 32, 32))),
+        "linear": ("Linear 512->10 (128,512) fwd+bwd", layer(lambda: nn.Linear(512, 10), (128, 512))),
+        "resnet20": ("ResNet-20 SGD step, batch 128", lambda: _train_step_row(torch, resnet20)),
+        "se_resnet20": ("SE-ResNet-20 SGD step, batch 128",
+                        lambda: _train_step_row(torch, lambda: se_resnet20(min_hidden=4))),
+    }
+
+
+def time_pair(run_a, run_b, repeats, warmup=2):
+    for _ in range(warmup):
+        run_a(), run_b()
+    times_a, times_b = [], []
+    for _ in range(repeats):
+        for run, times in ((run_a, times_a), (run_b, times_b)):
+            start = time.perf_counter()
+            run()
+            times.append((time.perf_counter() - start) * 1e3)
+    return times_a, times_b
+
+
+def peak_rss_mb(framework, row, threads):
+    """Peak RSS (MB) of a fresh process that builds ``row`` and runs 3 steps of one framework."""
+    code = (f"import benchmarks.cpu as b, resource, torch; torch.set_num_threads({threads}); "
+            f"from threadpoolctl import threadpool_limits; threadpool_limits({threads}); "
+            f"fns = b.rows(torch)[{row!r}][1](); fn = fns[{0 if framework == 'minise' else 1}]\n"
+            f"for _ in range(3): fn()\n"
+            f"print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    return float(out.stdout.strip().splitlines()[-1])
+
+
+def environment(torch, threads):
+    from threadpoolctl import threadpool_info
+    cpu = platform.processor()
+    try:
+        with open("/proc/cpuinfo") as f:
+            cpu = next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
+    except (OSError, StopIteration):
+        pass
+    blas = [f"{i.get('internal_api')} {i.get('version')} ({i.get('architecture')}, {i.get('num_threads')} threads)"
+            for i in threadpool_info() if i.get("user_api") == "blas"]
+    return {
+        "date": datetime.date.today().isoformat(),
+        "machine": f"{cpu}, {os.cpu_count()} cores",
+        "python": platform.python_version(),
+        "numpy": numpy.__version__,
+        "torch": torch.__version__,
+        "BLAS (threadpoolctl)": "; ".join(blas) or "unknown",
+        "OPENBLAS_CORETYPE": os.environ.get("OPENBLAS_CORETYPE", "(unset)"),
+        "threads": threads,
+    }
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.cpu", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--repeats", type=int, default=15)
+    parser.add_argument("--rows", default=None, help="comma-separated row keys (default: all)")
+    parser.add_argument("--out", default="benchmarks/results/cpu.md")
+    parser.add_argument("--no-memory", action="store_true", help="skip the peak-RSS subprocesses")
+    options = parser.parse_args(argv)
+
+    import torch
+    from threadpoolctl import threadpool_limits
+    torch.set_num_threads(options.threads)
+    threadpool_limits(options.threads)
+    table = rows(torch)
+    keys = options.rows.split(",") if options.rows else list(table)
+    unknown = [k for k in keys if k not in table]
+    if unknown:
+        parser.error(f"unknown rows {unknown}; choose from {list(table)}")
+
+    env = environment(torch, options.threads)
+    lines = ["| row | minise ms (median, min-max) | torch ms (median, min-max) | minise/torch |",
+             "|---|---|---|---|"]
+    extra = []
+    for key in keys:
+        title, build = table[key]
+        run_minise, run_torch = build()
+        repeats = max(3, options.repeats // 3) if key.endswith("resnet20") else options.repeats
+        tm, tt = time_pair(run_minise, run_torch, repeats)
+        mm, mt = statistics.median(tm), statistics.median(tt)
+        line = (f"| {title} | {mm:.2f} ({min(tm):.2f}-{max(tm):.2f}) | {mt:.2f} ({min(tt):.2f}-{max(tt):.2f}) "
+                f"| {mm / mt:.2f}x |")
+        lines.append(line)
+        print(line, flush=True)
+        if key.endswith("resnet20"):
+            note = f"{title}: minise {128e3 / mm:.0f} img/s, torch {128e3 / mt:.0f} img/s"
+            if not options.no_memory:
+                rss_m, rss_t = peak_rss_mb("minise", key, options.threads), peak_rss_mb("torch", key, options.threads)
+                note += f"; peak RSS minise {rss_m:.0f} MB, torch {rss_t:.0f} MB ({rss_m / rss_t:.2f}x)"
+            extra.append((key, mm, note))
+    medians = {k: m for k, m, _ in extra}
+    if "resnet20" in medians and "se_resnet20" in medians:
+        extra.append(("", 0, f"SE overhead (minise): {medians['se_resnet20'] / medians['resnet20']:.2f}x "
+                             f"the ResNet-20 step"))
+    report = ["# CPU benchmark: minise vs PyTorch", ""]
+    report += [f"- {k}: {v}" for k, v in env.items()] + [""] + lines + [""] + [f"- {n}" for _, _, n in extra]
+    text = "\n".join(report) + "\n"
+    print(text)
+    os.makedirs(os.path.dirname(options.out) or ".", exist_ok=True)
+    with open(options.out, "w") as f:
+        f.write(text)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
