@@ -1,8 +1,13 @@
-"""minise: Squeeze-and-Excitation networks with every forward and backward pass written by hand."""
+"""minise: Squeeze-and-Excitation networks with every forward and backward pass written by hand.
+
+    minise.nn          layers, the SE block, the loss (PyTorch's names)
+    minise.models      residual blocks and CIFAR ResNets
+    minise.gradcheck   numeric gradient checks (``python -m minise.gradcheck``)
+    minise.summary     a torchinfo-like table of a model
+"""
 from . import nn
-from .gradcheck import gradcheck, numeric_gradient, rel_error
 from .summary import summary
 
 __version__ = "0.1.0"
 
-__all__ = ["nn", "gradcheck", "numeric_gradient", "rel_error", "summary", "__version__"]
+__all__ = ["nn", "summary", "__version__"]

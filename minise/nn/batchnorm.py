@@ -38,31 +38,30 @@ class _BatchNorm(Module):
         self.register_buffer("running_mean", zeros(num_features))
         self.register_buffer("running_var", ones(num_features))
         self.register_buffer("num_batches_tracked", zeros((), dtype="int64"))
-        self._xhat = self._inv_std = self._out = None
+        self._xc = self._inv_std = self._out = None
 
     def forward(self, x):
         check_input(self, x, ndim=self.input_ndims, channels=self.num_features)
         xp = get_array_module(x)
-        axes = (0,) + tuple(range(2, x.ndim))             # every axis but the channel axis
-        shape = (1, -1) + (1,) * (x.ndim - 2)               # broadcasts a (C,) vector over x
-        M = x.size // self.num_features
+        x3 = x.reshape(x.shape[0], self.num_features, -1)   # (N, C, L): one channel per row of L
+        M = x3.shape[0] * x3.shape[2]
         if self.training:
             if M < 2:
                 raise ValueError(f"{describe(self)}: training needs more than one value per channel, "
                                  f"got input shape {tuple(x.shape)}")
-            mean = x.mean(axis=axes)
-            xc = x - mean.reshape(shape)
-            var = xp.square(xc).mean(axis=axes)
+            mean = xp.einsum("ncl->c", x3) / M
+            xc = xp.subtract(x3, mean[:, None], out=self.workspace("x_centered", x3.shape, x.dtype, xp))
+            var = xp.einsum("ncl,ncl->c", xc, xc) / M       # biased variance
             self._update_running_stats(mean, var, M)
         else:
-            mean, var = self.running_mean, self.running_var
-            xc = x - mean.reshape(shape)
+            xc = x3 - self.running_mean[:, None]
+            var = self.running_var
         inv_std = 1 / xp.sqrt(var + self.eps)
-        xhat = xc
-        xhat *= inv_std.reshape(shape)                      # in place: xc is not needed again
-        out = xhat * self.weight.data.reshape(shape) + self.bias.data.reshape(shape)
-        self._xhat, self._inv_std, self._out = xhat, inv_std, out
-        return out
+        # out = gamma * xhat + beta with xhat = xc * inv_std, applied in one multiply and one add
+        out = xc * (self.weight.data * inv_std)[:, None]
+        out += self.bias.data[:, None]
+        self._xc, self._inv_std, self._out = xc, inv_std, out.reshape(x.shape)
+        return self._out
 
     def _update_running_stats(self, mean, var, M):
         self.num_batches_tracked += 1
@@ -74,25 +73,26 @@ class _BatchNorm(Module):
 
     def backward(self, dout):
         check_dout(self, dout, self._out)
-        xhat = self._xhat
-        axes = (0,) + tuple(range(2, dout.ndim))
-        shape = (1, -1) + (1,) * (dout.ndim - 2)
-        dbeta = dout.sum(axis=axes)
-        dgamma = (dout * xhat).sum(axis=axes)
+        xp = get_array_module(dout)
+        xc, inv_std = self._xc, self._inv_std                # xhat = xc * inv_std
+        d3 = dout.reshape(xc.shape)
+        dbeta = xp.einsum("ncl->c", d3)
+        dgamma = xp.einsum("ncl,ncl->c", d3, xc) * inv_std  # sum(dout * xhat)
         self.weight.grad += dgamma
         self.bias.grad += dbeta
-        scale = (self.weight.data * self._inv_std).reshape(shape)
-        if not self.training:
-            return dout * scale
-        M = dout.size // self.num_features
-        # dx = scale * (dout - mean(dout) - xhat * mean(dout * xhat))
-        dx = xhat * (dgamma / M).reshape(shape)
-        dx += (dbeta / M).reshape(shape)
-        return (dout - dx) * scale
+        scale = self.weight.data * inv_std                  # gamma / sqrt(var + eps)
+        dx = d3 * scale[:, None]
+        if self.training:
+            # dx = scale * (dout - mean(dout) - xhat * mean(dout * xhat)), with M values per channel
+            M = d3.shape[0] * d3.shape[2]
+            dx -= xp.multiply(xc, (scale * inv_std * dgamma / M)[:, None],
+                              out=self.workspace("dx_term", xc.shape, dout.dtype, xp))
+            dx -= (scale * dbeta / M)[:, None]
+        return dx.reshape(dout.shape)
 
     def _reset_workspace(self):
         super()._reset_workspace()
-        self._xhat = self._inv_std = self._out = None
+        self._xc = self._inv_std = self._out = None
 
     def extra_repr(self):
         return f"{self.num_features}, eps={self.eps}, momentum={self.momentum}"

@@ -17,7 +17,9 @@ class Conv2d(Module):
                cols = im2col(x): (C*kh*kw, N*Ho*Wo).
     Backward:  dW   = dout_mat @ cols.T      (dout_mat: (O, N*Ho*Wo))
                db   = dout summed over n, ho, wo
-               dx   = col2im(W_mat.T @ dout_mat): every patch gradient added back in place.
+               dx   = col2im(W_mat.T @ dout_mat): every patch gradient added back in place;
+                      for stride 1 the same sum is a convolution of dout with the flipped
+                      kernel (a "transposed convolution"), which is faster: one im2col + GEMM.
     """
 
     def __init__(self, in_channels, out_channels, kernel_size, stride=1, padding=0, bias=True):
@@ -56,17 +58,41 @@ class Conv2d(Module):
 
     def backward(self, dout):
         check_dout(self, dout, self._out)
-        xp = get_array_module(dout)
         O = self.out_channels
         dout_mat = dout.transpose(1, 0, 2, 3).reshape(O, -1)                   # (O, N*Ho*Wo)
         self.weight.grad += (dout_mat @ self._cols.T).reshape(self.weight.data.shape)
         if self.bias is not None:
             self.bias.grad += dout_mat.sum(axis=1)
-        dcols = self.workspace("dcols", self._cols.shape, dout.dtype, xp)
-        xp.matmul(self.weight.data.reshape(O, -1).T, dout_mat, out=dcols)      # (C*kh*kw, N*Ho*Wo)
+        (kh, kw), (ph, pw) = self.kernel_size, self.padding
+        if self.stride == (1, 1) and ph < kh and pw < kw:
+            return self._dx_transposed_conv(dout)
+        return self._dx_col2im(dout_mat)
+
+    def _dx_transposed_conv(self, dout):
+        """Stride 1: dx is dout, padded by (k-1-p), convolved with the flipped, transposed kernel:
+        dx[n, c, h, w] = sum_{o,i,j} dout_pad[n, o, h+i, w+j] * weight[o, c, kh-1-i, kw-1-j].
+        One im2col and one matrix product, like the forward pass."""
+        xp = get_array_module(dout)
         N, C, H, W = self._x_shape
-        (ph, pw) = self.padding
-        dx_padded = self.workspace("dx_padded", (N, C, H + 2 * ph, W + 2 * pw), dout.dtype, xp)
+        (kh, kw), (ph, pw), O = self.kernel_size, self.padding, self.out_channels
+        qh, qw = kh - 1 - ph, kw - 1 - pw
+        dout_pad = dout
+        if qh or qw:
+            dout_pad = pad_input(dout, (qh, qw), out=self.workspace(
+                "dout_padded", (N, O, dout.shape[2] + 2 * qh, dout.shape[3] + 2 * qw), dout.dtype, xp))
+        cols = im2col(dout_pad, self.kernel_size, (1, 1),
+                      out=self.workspace("dout_cols", (O * kh * kw, N * H * W), dout.dtype, xp))
+        w_flipped = self.weight.data[:, :, ::-1, ::-1].transpose(1, 0, 2, 3).reshape(C, -1)  # (C, O*kh*kw)
+        return xp.ascontiguousarray((w_flipped @ cols).reshape(C, N, H, W).transpose(1, 0, 2, 3))
+
+    def _dx_col2im(self, dout_mat):
+        """Any stride: each patch's gradient W_mat.T @ dout_mat is added back where it came from."""
+        xp = get_array_module(dout_mat)
+        N, C, H, W = self._x_shape
+        (ph, pw), O = self.padding, self.out_channels
+        dcols = self.workspace("dcols", self._cols.shape, dout_mat.dtype, xp)
+        xp.matmul(self.weight.data.reshape(O, -1).T, dout_mat, out=dcols)      # (C*kh*kw, N*Ho*Wo)
+        dx_padded = self.workspace("dx_padded", (N, C, H + 2 * ph, W + 2 * pw), dout_mat.dtype, xp)
         return col2im(dcols, self._x_shape, self.kernel_size, self.stride, self.padding, out=dx_padded).copy()
 
     def _reset_workspace(self):
