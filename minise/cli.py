@@ -1,4 +1,4 @@
-"""The ``minise`` command: ``minise gradcheck``, ``minise summary``."""
+"""The ``minise`` command: ``minise train``, ``minise gradcheck``, ``minise summary``."""
 import argparse
 import sys
 
@@ -30,6 +30,8 @@ COMMANDS = {
     "gradcheck": ("check every layer's backward pass against numeric gradients",
                   lambda argv: __import__("minise.gradcheck", fromlist=["main"]).main(argv)),
     "summary": ("print a model's layers, shapes and parameter counts", _summary),
+    "train": ("train a CIFAR (SE-)ResNet and write metrics, curves and checkpoints",
+              lambda argv: __import__("minise.train", fromlist=["main"]).main(argv)),
 }
 
 
