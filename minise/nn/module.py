@@ -143,9 +143,13 @@ class Module:
 
     # ---- state dict ---------------------------------------------------------------------
     def _state_arrays(self):
-        for name, p in self.named_parameters():
-            yield name, p.data
-        yield from self.named_buffers()
+        """(key, array) for every parameter and buffer, module by module, as PyTorch orders them."""
+        for module_name, module in self.named_modules():
+            prefix = f"{module_name}." if module_name else ""
+            for name, p in module._parameters.items():
+                yield prefix + name, p.data
+            for name in module._buffers:
+                yield prefix + name, getattr(module, name)
 
     def state_dict(self):
         """An ordered dict of NumPy copies of every parameter and buffer, keyed as in PyTorch."""

@@ -1,4 +1,6 @@
 """Layers that only move data around: their backward undoes the reshape."""
+import math
+
 from .activation import ANY_NDIM
 from .validate import check_dout, check_input, describe
 from .module import Module
@@ -40,15 +42,16 @@ class Unflatten(Module):
 
     def forward(self, x):
         check_input(self, x, ndim=ANY_NDIM)
-        size = 1
-        for s in self.unflattened_size:
-            size *= s
         dim = self.dim % x.ndim if -x.ndim <= self.dim < x.ndim else None
-        if dim is None or x.shape[dim] != size:
-            raise ValueError(f"{describe(self)}: expected dim {self.dim} of size {size}, got input "
-                             f"shape {tuple(x.shape)}")
+        sizes = self.unflattened_size
+        known = math.prod(s for s in sizes if s != -1)
+        if dim is not None and sizes.count(-1) == 1 and x.shape[dim] % known == 0:
+            sizes = tuple(x.shape[dim] // known if s == -1 else s for s in sizes)   # infer the -1
+        if dim is None or math.prod(sizes) != x.shape[dim]:
+            raise ValueError(f"{describe(self)}: dim {self.dim} of the input shape {tuple(x.shape)} "
+                             f"cannot be split into {self.unflattened_size}")
         self._x_shape = x.shape
-        self._out = x.reshape(x.shape[:dim] + self.unflattened_size + x.shape[dim + 1:])
+        self._out = x.reshape(x.shape[:dim] + sizes + x.shape[dim + 1:])
         return self._out
 
     def backward(self, dout):
