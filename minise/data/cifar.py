@@ -178,8 +178,9 @@ def _cached(fmt, cache_dir, origin, digest, read):
     data = _read_cache(path)
     if data is None:
         data = read()
-        _write_cache(path, data)
-        for old in cache_dir.glob(f"{family}*.npz"):
+        if not _write_cache(path, data):
+            return data
+        for old in cache_dir.glob(f"{family}*.npz"):  # the caches of this source's older versions
             if old != path:
                 old.unlink(missing_ok=True)
     return data
@@ -194,7 +195,8 @@ def _read_cache(path):
     if not path.exists():
         return None
     try:
-        with np.load(path, allow_pickle=False) as npz:
+        # Our own open(): np.load leaks its file handle when the zip inside is broken.
+        with open(path, "rb") as f, np.load(f, allow_pickle=False) as npz:
             data = Dataset(npz["x_train"], npz["y_train"], npz["x_test"], npz["y_test"],
                            tuple(str(c) for c in npz["classes"]))
         _check(data, path)
@@ -205,22 +207,29 @@ def _read_cache(path):
 
 
 def _write_cache(path, data):
-    """Write ``data`` to ``path`` atomically: a temporary file in the same folder, then os.replace."""
+    """Write ``data`` to ``path`` atomically (a temporary file in the same folder, then
+    os.replace); return False, with a warning, when the folder is not writable."""
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     except OSError as err:  # e.g. a read-only home: loading still works, only more slowly
         warnings.warn(f"cannot write the cache in {path.parent} ({err}); pass data_dir= to cache elsewhere")
-        return
+        return False
     try:
         with os.fdopen(fd, "wb") as f:
             # Uncompressed on purpose: np.load then only copies bytes, well under a second.
             np.savez(f, x_train=data.x_train, y_train=data.y_train, x_test=data.x_test,
                      y_test=data.y_test, classes=np.array(data.classes))
+        os.chmod(tmp, 0o644)  # mkstemp makes files private (0600); a cache may be shared
         os.replace(tmp, path)
+    except OSError as err:  # a full disk, say: the data is good, only the cache is missing
+        Path(tmp).unlink(missing_ok=True)
+        warnings.warn(f"cannot write the cache {path} ({err}); the source will be decoded again next time")
+        return False
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+    return True
 
 
 def _check(data, where):
@@ -315,7 +324,8 @@ def _parse_official(fmt, files, by_basename, source):
                         f"missing {', '.join(missing)}")
     meta = _unpickle(files[by_basename[fmt.meta]], f"{source}: {by_basename[fmt.meta]}")
     if fmt.names_key not in meta:
-        raise DataError(f"{source}: {by_basename[fmt.meta]} has no '{fmt.names_key}' (found {sorted(meta)})")
+        raise DataError(f"{source}: {by_basename[fmt.meta]} has no '{fmt.names_key}' "
+                        f"(found {sorted(map(str, meta))})")
     classes = tuple(str(c) for c in meta[fmt.names_key])
     splits = []
     for names in (fmt.train, fmt.test):
@@ -329,16 +339,25 @@ def _official_batch(fmt, raw, where, num_classes):
     """(x uint8 (n, 3, 32, 32), y int64 (n,)) from one pickled batch of the official archive."""
     batch = _unpickle(raw, where)
     if "data" not in batch or fmt.labels_key not in batch:
-        raise DataError(f"{where}: expected the keys 'data' and '{fmt.labels_key}', found {sorted(batch)}")
+        raise DataError(f"{where}: expected the keys 'data' and '{fmt.labels_key}', "
+                        f"found {sorted(map(str, batch))}")
     x = np.asarray(batch["data"])
     y = np.asarray(batch[fmt.labels_key])
     if x.dtype != np.uint8 or x.ndim != 2 or x.shape[1] != 3 * 32 * 32:
         raise DataError(f"{where}: expected 'data' uint8 of shape (n, 3072), found {x.dtype}{x.shape}")
     if y.shape != (len(x),) or not np.issubdtype(y.dtype, np.integer) or ((y < 0) | (y >= num_classes)).any():
+        values = f"{y.min()}..{y.max()}" if y.size and np.issubdtype(y.dtype, np.number) else "none"
         raise DataError(f"{where}: expected {len(x)} integer labels in [0, {num_classes}), "
-                        f"found {y.dtype}{y.shape} with values {y.min()}..{y.max()}" if y.size else "none")
+                        f"found {y.dtype}{y.shape} with values {values}")
     # Each row is 1024 red, then 1024 green, then 1024 blue values, row-major: reshaping gives NCHW.
     return x.reshape(-1, *IMAGE_SHAPE), y.astype(np.int64)
+
+
+try:  # NumPy 2 moved numpy.core to numpy._core; 1.26 has both names
+    import numpy._core  # noqa: F401
+    _NUMPY_CORE = "numpy._core"
+except ImportError:  # pragma: no cover - NumPy < 1.26
+    _NUMPY_CORE = "numpy.core"
 
 
 class _ArrayUnpickler(pickle.Unpickler):
@@ -347,18 +366,18 @@ class _ArrayUnpickler(pickle.Unpickler):
     ``pickle.load`` can run any code named in the file; this one only builds the few NumPy
     objects that array pickles refer to, so a doctored archive cannot run code.
     """
-    _ALLOWED = {
-        ("numpy", "ndarray"), ("numpy", "dtype"), ("_codecs", "encode"),
-        ("numpy.core.multiarray", "_reconstruct"), ("numpy._core.multiarray", "_reconstruct"),
-        ("numpy.core.multiarray", "scalar"), ("numpy._core.multiarray", "scalar"),
-        ("numpy.core.numeric", "_frombuffer"), ("numpy._core.numeric", "_frombuffer"),
-    }
+    _ALLOWED = {("numpy", "ndarray"), ("numpy", "dtype"), ("_codecs", "encode"),
+                ("multiarray", "_reconstruct"), ("multiarray", "scalar"), ("numeric", "_frombuffer")}
 
     def find_class(self, module, name):
-        if (module, name) not in self._ALLOWED:
+        if module.startswith(("numpy.core.", "numpy._core.")):
+            # The 2009 archives say numpy.core, NumPy 2 pickles say numpy._core: use this NumPy's name.
+            submodule = module.rsplit(".", 1)[1]
+            module = f"{_NUMPY_CORE}.{submodule}"
+        else:
+            submodule = module
+        if (submodule, name) not in self._ALLOWED:
             raise pickle.UnpicklingError(f"refusing to load {module}.{name}: not part of an array")
-        if module.startswith("numpy.core"):  # the name NumPy < 2 (and the 2009 archives) used
-            module = module.replace("numpy.core", "numpy._core" if np.__version__ >= "2" else "numpy.core")
         return super().find_class(module, name)
 
 
@@ -411,4 +430,5 @@ def _decode_image(raw, where):
             return np.asarray(image)  # decodes here, so truncated data fails inside the try
     except Exception as err:  # Pillow raises OSError, ValueError, SyntaxError... for bad bytes
         raise DataError(f"{where}: cannot decode the image ({type(err).__name__}: {err})") from err
-    raise DataError(f"{where}: expected a 32x32 RGB image, found {image.size[0]}x{image.size[1]} {image.mode}")
+    width, height = image.size
+    raise DataError(f"{where}: expected a 32x32 RGB image, found {width}x{height} {image.mode}")

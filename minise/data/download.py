@@ -68,6 +68,7 @@ def download(url, dest, *, md5=None, progress=True, timeout=60, chunk_size=1 << 
                 f"download of {url} is corrupt: expected md5 {md5}, found {found_md5} "
                 f"({received} bytes); nothing was kept. {OFFLINE_HINT}"
             )
+        os.chmod(tmp, 0o644)  # mkstemp makes files private (0600); a download may be shared
         os.replace(tmp, dest)
     except BaseException:  # also KeyboardInterrupt: never leave the partial file behind
         Path(tmp).unlink(missing_ok=True)
