@@ -32,6 +32,8 @@ COMMANDS = {
     "summary": ("print a model's layers, shapes and parameter counts", _summary),
     "train": ("train a CIFAR (SE-)ResNet and write metrics, curves and checkpoints",
               lambda argv: __import__("minise.train", fromlist=["main"]).main(argv)),
+    "evaluate": ("test accuracy, per-class accuracy and a confusion matrix of a checkpoint",
+                 lambda argv: __import__("minise.evaluate", fromlist=["main"]).main(argv)),
 }
 
 
