@@ -3,6 +3,7 @@ from ..backend import get_array_module
 from .validate import check_dout, check_input, describe, positive_int
 from .init import ones, zeros
 from .module import Module
+from .workspace import scratch
 from .parameter import Parameter
 
 
@@ -86,7 +87,7 @@ class _BatchNorm(Module):
             # dx = scale * (dout - mean(dout) - xhat * mean(dout * xhat)), with M values per channel
             M = d3.shape[0] * d3.shape[2]
             dx -= xp.multiply(xc, (scale * inv_std * dgamma / M)[:, None],
-                              out=self.workspace("dx_term", xc.shape, dout.dtype, xp))
+                              out=scratch("dx_term", xc.shape, dout.dtype, xp))
             dx -= (scale * dbeta / M)[:, None]
         return dx.reshape(dout.shape)
 

@@ -8,6 +8,7 @@ from collections import OrderedDict
 
 from ..backend import check_device, device_of, get_array_module, is_array, to_device, to_numpy
 from .parameter import Parameter
+from .workspace import reuse
 
 
 class Module:
@@ -125,17 +126,14 @@ class Module:
         return "cpu"
 
     def workspace(self, name, shape, dtype, xp):
-        """A scratch array owned by this layer, reused across calls while shape and dtype hold.
+        """A work array owned by this layer, reused across calls while shape and dtype hold.
 
-        Large fresh allocations are slow (the memory must be paged in again every time), so
-        layers keep their big temporaries here. Contents are undefined: callers overwrite them.
-        Never return a workspace array to the caller of forward/backward.
+        For arrays that must live from forward to backward (conv's ``cols``). Large fresh
+        allocations are slow (the memory must be paged in again every time), so layers keep
+        their big arrays here. Contents are undefined: callers overwrite them. Never return a
+        workspace array to the caller of forward/backward. See also ``workspace.scratch``.
         """
-        buf = self._workspace.get(name)
-        if buf is None or buf.shape != tuple(shape) or buf.dtype != dtype or get_array_module(buf) is not xp:
-            buf = xp.empty(shape, dtype=dtype)
-            self._workspace[name] = buf
-        return buf
+        return reuse(self._workspace, name, shape, dtype, xp)
 
     def _reset_workspace(self):
         """Drop the work buffers (called when the layer moves device or changes dtype)."""
