@@ -8,7 +8,7 @@ Backward:  x feeds two paths, the residual branch and the shortcut, so
            dx = block.backward(se.backward(d)) + shortcut.backward(d),  d = relu.backward(dout)
 """
 from ..nn import BatchNorm2d, Conv2d, Module, ReLU, SEBlock, Sequential
-from ..nn.validate import check_dout, positive_int
+from ..nn.validate import check_dout, check_input, positive_int
 
 
 def _projection(in_channels, out_channels, stride):
@@ -23,6 +23,7 @@ class _Residual(Module):
     """relu(se_block(block(x)) + shortcut(x)); subclasses build block, se_block and shortcut."""
 
     def forward(self, x):
+        check_input(self, x, ndim=4, channels=self.block[0].in_channels)
         branch = self.block(x)
         if self.se_block is not None:
             branch = self.se_block(branch)

@@ -41,7 +41,10 @@ class CrossEntropyLoss(Module):
         e = self.label_smoothing
         q = xp.full(logits.shape, e / K, dtype=logits.dtype)
         q[xp.arange(N), target] += 1 - e
-        loss = float(-(q * log_probs).sum() / N)
+        # -sum(q * log p), written so that a masked class (logit -inf, q = 0) adds 0, not NaN
+        loss = -float((1 - e) * log_probs[xp.arange(N), target].sum()) / N
+        if e:
+            loss -= float(e / K * log_probs.sum()) / N
         if loss != loss or loss in (float("inf"), float("-inf")):
             bad = int((~xp.isfinite(logits)).sum())
             raise FloatingPointError(f"{describe(self)}: the loss is {loss}; the logits hold {bad} "

@@ -60,37 +60,42 @@ class _Pool2d(Module):
 class MaxPool2d(_Pool2d):
     """MaxPool2d(kernel_size, stride=kernel_size, padding=0). x: (N, C, H, W) -> (N, C, Ho, Wo).
 
-    Forward: out = max over the window; remember which offset k won (the first, on ties).
+    Forward: out = max over each window; remember which window entry k won (the first on
+    ties; a NaN wins, so NaN propagates as in PyTorch). Padding counts as -inf: it never wins.
     Backward: the whole gradient of an output goes to the input that won its window.
-    Padding counts as -inf, so it never wins.
     """
 
     pad_value = float("-inf")
 
     def forward(self, x):
         xp = get_array_module(x)
-        xpad, out_hw = self._padded(x)
-        out, argmax = None, None
-        for k, window_entry in enumerate(_window_slices(self.kernel_size, self.stride, out_hw)):
-            v = xpad[window_entry]
-            if out is None:
-                out, argmax = v.copy(), xp.zeros(v.shape, dtype="uint8")
-                continue
-            wins = (v > out) | xp.isnan(v)                  # NaN propagates, as in PyTorch
-            out = xp.where(wins, v, out)
-            argmax[wins] = k
-        self._x_shape, self._argmax, self._out = x.shape, argmax, out
+        xpad, (Ho, Wo) = self._padded(x)
+        kh, kw = self.kernel_size
+        # windows[n, c, ho, wo, k] = x_padded[n, c, ho*sh + i, wo*sw + j], k = i*kw + j
+        windows = xp.lib.stride_tricks.sliding_window_view(xpad, (kh, kw), axis=(2, 3))
+        windows = windows[:, :, ::self.stride[0], ::self.stride[1]].reshape(*x.shape[:2], Ho, Wo, kh * kw)
+        self._argmax = windows.argmax(axis=-1)[..., None]                 # (N, C, Ho, Wo, 1)
+        out = xp.take_along_axis(windows, self._argmax, axis=-1)[..., 0]
+        self._x_shape, self._out = x.shape, out
         return out
 
     def backward(self, dout):
         check_dout(self, dout, self._out)
         xp = get_array_module(dout)
         N, C, H, W = self._x_shape
-        (ph, pw) = self.padding
+        (kh, kw), (ph, pw) = self.kernel_size, self.padding
+        # route each output's gradient to its winning window entry, then add every entry back
+        # onto the input pixel it was read from (one strided add per window offset)
+        dwindows = xp.zeros((*dout.shape, kh * kw), dtype=dout.dtype)
+        xp.put_along_axis(dwindows, self._argmax, dout[..., None], axis=-1)
         dx_padded = xp.zeros((N, C, H + 2 * ph, W + 2 * pw), dtype=dout.dtype)
         for k, window_entry in enumerate(_window_slices(self.kernel_size, self.stride, dout.shape[2:])):
-            dx_padded[window_entry] += xp.where(self._argmax == k, dout, 0)
+            dx_padded[window_entry] += dwindows[..., k]
         return self._unpad(dx_padded)
+
+    def _reset_workspace(self):
+        super()._reset_workspace()
+        self._argmax = None
 
 
 class AvgPool2d(_Pool2d):
@@ -154,8 +159,9 @@ class AdaptiveAvgPool2d(Module):
         N, C, H, W = self._x_shape
         oh, ow = self.output_size
         tile = (H // oh) * (W // ow)
-        share = (dout / tile).reshape(N, C, oh, 1, ow, 1)
-        return xp.broadcast_to(share, (N, C, oh, H // oh, ow, W // ow)).reshape(N, C, H, W)
+        dx = xp.empty((N, C, oh, H // oh, ow, W // ow), dtype=dout.dtype)
+        dx[...] = (dout / tile).reshape(N, C, oh, 1, ow, 1)    # the same share for each tile pixel
+        return dx.reshape(N, C, H, W)
 
     def _reset_workspace(self):
         super()._reset_workspace()

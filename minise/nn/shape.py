@@ -45,7 +45,7 @@ class Unflatten(Module):
         dim = self.dim % x.ndim if -x.ndim <= self.dim < x.ndim else None
         sizes = self.unflattened_size
         known = math.prod(s for s in sizes if s != -1)
-        if dim is not None and sizes.count(-1) == 1 and x.shape[dim] % known == 0:
+        if dim is not None and sizes.count(-1) == 1 and known and x.shape[dim] % known == 0:
             sizes = tuple(x.shape[dim] // known if s == -1 else s for s in sizes)   # infer the -1
         if dim is None or math.prod(sizes) != x.shape[dim]:
             raise ValueError(f"{describe(self)}: dim {self.dim} of the input shape {tuple(x.shape)} "

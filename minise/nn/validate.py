@@ -24,7 +24,7 @@ def check_input(layer, x, ndim, channels=None, name="input"):
     if channels is not None and x.shape[1] != channels:
         raise ValueError(f"{who}: expected {channels} channels (dim 1) in the {name}, "
                          f"got shape {tuple(x.shape)} with {x.shape[1]}")
-    for pname, p in layer._parameters.items():
+    for pname, p in list(layer.named_parameters())[:1]:   # a block is checked against its first weight
         if device_of(p.data) != device_of(x):
             raise TypeError(f"{who}: the {name} is on {device_of(x)} but {pname} is on "
                             f"{device_of(p.data)}; move one of them (model.to(...)), "

@@ -58,3 +58,13 @@ def test_cross_entropy_feeds_linear(parity, gen):
     assert loss == pytest.approx(lt.item(), rel=1e-10)
     parity.assert_close(dx, xt.grad, dtype=np.float64, what="dx")
     parity.compare_param_grads(m, t, np.float64)
+
+
+def test_masked_class_with_minus_inf_logit_matches_torch():
+    """A class masked out with a -inf logit contributes nothing (not NaN) to the loss."""
+    logits = np.array([[2.0, -np.inf, 0.5], [0.1, 0.3, -np.inf]])
+    target = np.array([0, 1])
+    loss_fn = mnn.CrossEntropyLoss()
+    expected = torch.nn.CrossEntropyLoss()(torch.from_numpy(logits), torch.from_numpy(target))
+    assert loss_fn(logits, target) == pytest.approx(float(expected), rel=1e-12)
+    assert np.isfinite(loss_fn.backward()).all()

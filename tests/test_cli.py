@@ -1,0 +1,141 @@
+"""The command line: ``python -m minise.gradcheck``, ``python -m minise.cli``."""
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import minise.cli
+import minise.gradcheck
+import minise.gradcheck_cases
+from minise import nn
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def run(*args):
+    env = dict(os.environ, PYTHONPATH=str(ROOT), OMP_NUM_THREADS="1", OPENBLAS_NUM_THREADS="1",
+               MKL_NUM_THREADS="1")
+    return subprocess.run([sys.executable, *args], cwd=ROOT, env=env, capture_output=True, text=True,
+                          timeout=120)
+
+
+def _summary_line(text):
+    m = re.search(r"^(\d+) passed, (\d+) failed \(threshold ([^)]+)\)$", text, re.M)
+    assert m, text
+    return int(m.group(1)), int(m.group(2)), m.group(3)
+
+
+def test_gradcheck_module_only_seblock():
+    proc = run("-m", "minise.gradcheck", "--only", "SEBlock")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    rows = [line for line in proc.stdout.splitlines() if line.startswith("SEBlock")]
+    # 3 configurations x (input, sequence.2.weight, sequence.4.weight, sequence.4.bias)
+    assert len(rows) == 12
+    assert all(line.rstrip().endswith("pass") for line in rows)
+    assert {line.split()[-3] for line in rows} == {"input", "sequence.2.weight", "sequence.4.weight",
+                                                   "sequence.4.bias"}
+    assert not any(line.startswith(("Conv2d", "BasicBlock", "SEBottleneck")) for line in proc.stdout.splitlines())
+    assert _summary_line(proc.stdout) == (12, 0, "1e-07")
+
+
+def test_gradcheck_module_exits_non_zero_on_failure():
+    proc = run("-m", "minise.gradcheck", "--only", "SEBlock", "--threshold", "1e-30")
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    passed, failed, _ = _summary_line(proc.stdout)
+    assert failed > 0 and passed + failed == 12
+    assert "FAIL" in proc.stdout
+
+
+def test_cli_summary():
+    proc = run("-m", "minise.cli", "summary", "--model", "SEBlock(64, 16)")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "Total params: 576" in proc.stdout
+    assert "[1, 64, 32, 32]" in proc.stdout
+    assert "SEBlock" in proc.stdout and "Linear" in proc.stdout
+
+
+def test_cli_summary_options(capsys):
+    assert minise.cli.main(["summary", "--model", "Conv2d(3, 8, 3, padding=1)",
+                            "--input-size", "2,3,5,5", "--mult-adds"]) == 0
+    out = capsys.readouterr().out
+    assert "Mult-Adds" in out and "[2, 8, 5, 5]" in out
+    assert f"{2 * 8 * 5 * 5 * 3 * 3 * 3:,}" in out
+    assert "Total params: 224" in out
+
+
+def test_cli_summary_bad_model(capsys):
+    with pytest.raises(SystemExit) as info:
+        minise.cli.main(["summary", "--model", "NoSuchLayer(3)"])
+    assert info.value.code == 2
+    assert "--model 'NoSuchLayer(3)'" in capsys.readouterr().err
+
+
+def test_cli_summary_cannot_reach_builtins(capsys):
+    with pytest.raises(SystemExit) as info:
+        minise.cli.main(["summary", "--model", "__import__('os').getcwd()"])
+    assert info.value.code == 2
+
+
+def test_cli_unknown_command(capsys):
+    assert minise.cli.main(["nonsense"]) == 2
+    out = capsys.readouterr().out
+    assert "usage: minise COMMAND" in out and "gradcheck" in out and "summary" in out
+
+
+@pytest.mark.parametrize("argv", [[], ["-h"], ["--help"]])
+def test_cli_help(argv, capsys):
+    assert minise.cli.main(argv) == 0
+    assert "usage: minise COMMAND" in capsys.readouterr().out
+
+
+def test_cli_gradcheck_command(capsys):
+    with pytest.raises(SystemExit) as info:
+        minise.cli.main(["gradcheck", "--only", "Tanh"])
+    assert info.value.code == 0
+    assert _summary_line(capsys.readouterr().out)[:2] == (1, 0)
+
+
+# ---- run_cases with a deliberately broken module ------------------------------------------------
+class BrokenSigmoid(nn.Sigmoid):
+    """Wrong on purpose: the derivative of a sigmoid is out * (1 - out), not out."""
+
+    def derivative_times(self, xp, out, dout):
+        return dout * out
+
+
+def _cases(*modules):
+    rng = np.random.default_rng(0)
+    return [(type(m).__name__, "x=(2, 3)", m, rng.standard_normal((2, 3)), ()) for m in modules]
+
+
+def test_run_cases_fails_on_a_broken_module(capsys):
+    assert minise.gradcheck.run_cases(_cases(nn.Tanh(), BrokenSigmoid()), []) == 1
+    out = capsys.readouterr().out
+    broken = [line for line in out.splitlines() if line.startswith("BrokenSigmoid")]
+    assert len(broken) == 1 and broken[0].rstrip().endswith("FAIL")
+    assert [line for line in out.splitlines() if line.startswith("Tanh")][0].rstrip().endswith("pass")
+    assert _summary_line(out)[:2] == (1, 1)
+
+
+def test_run_cases_passes_when_all_pass(capsys):
+    assert minise.gradcheck.run_cases(_cases(nn.Tanh(), nn.Sigmoid()), []) == 0
+    assert _summary_line(capsys.readouterr().out)[:2] == (2, 0)
+
+
+def test_run_cases_only_filter_and_nothing_checked(capsys):
+    cases = _cases(nn.Tanh(), BrokenSigmoid())
+    assert minise.gradcheck.run_cases(cases, ["--only", "tanh"]) == 0      # case-insensitive
+    assert minise.gradcheck.run_cases(cases, ["--only", "Conv"]) == 1      # nothing checked is a failure
+    assert _summary_line(capsys.readouterr().out.split("\n\n")[-1])[:2] == (0, 0)
+
+
+def test_main_exit_code_follows_the_cases(monkeypatch, capsys):
+    monkeypatch.setattr(minise.gradcheck_cases, "standard_cases", lambda: iter(_cases(BrokenSigmoid())))
+    with pytest.raises(SystemExit) as info:
+        minise.gradcheck.main([])
+    assert info.value.code == 1
+    assert "FAIL" in capsys.readouterr().out
