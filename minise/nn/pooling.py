@@ -60,8 +60,8 @@ class _Pool2d(Module):
 class MaxPool2d(_Pool2d):
     """MaxPool2d(kernel_size, stride=kernel_size, padding=0). x: (N, C, H, W) -> (N, C, Ho, Wo).
 
-    Forward: out = max over each window; remember which window entry k won (the first on
-    ties; a NaN wins, so NaN propagates as in PyTorch). Padding counts as -inf: it never wins.
+    Forward: out = max over each window, remembering which window entry k won (the first on
+    ties, as in PyTorch). Padding counts as -inf, so it never wins. NaN propagates to out.
     Backward: the whole gradient of an output goes to the input that won its window.
     """
 
@@ -69,33 +69,30 @@ class MaxPool2d(_Pool2d):
 
     def forward(self, x):
         xp = get_array_module(x)
-        xpad, (Ho, Wo) = self._padded(x)
-        kh, kw = self.kernel_size
-        # windows[n, c, ho, wo, k] = x_padded[n, c, ho*sh + i, wo*sw + j], k = i*kw + j
-        windows = xp.lib.stride_tricks.sliding_window_view(xpad, (kh, kw), axis=(2, 3))
-        windows = windows[:, :, ::self.stride[0], ::self.stride[1]].reshape(*x.shape[:2], Ho, Wo, kh * kw)
-        self._argmax = windows.argmax(axis=-1)[..., None]                 # (N, C, Ho, Wo, 1)
-        out = xp.take_along_axis(windows, self._argmax, axis=-1)[..., 0]
-        self._x_shape, self._out = x.shape, out
+        xpad, out_hw = self._padded(x)
+        entries = _window_slices(self.kernel_size, self.stride, out_hw)
+        out = xpad[next(entries)].copy()                   # window entry k = 0
+        winner = xp.zeros(out.shape, dtype=xp.min_scalar_type(self.kernel_size[0] * self.kernel_size[1] - 1))
+        for k, window_entry in enumerate(entries, start=1):
+            v = xpad[window_entry]
+            xp.copyto(winner, k, where=v > out)            # strictly greater: the first max wins
+            xp.maximum(out, v, out=out)
+        self._x_shape, self._winner, self._out = x.shape, winner, out
         return out
 
     def backward(self, dout):
         check_dout(self, dout, self._out)
         xp = get_array_module(dout)
         N, C, H, W = self._x_shape
-        (kh, kw), (ph, pw) = self.kernel_size, self.padding
-        # route each output's gradient to its winning window entry, then add every entry back
-        # onto the input pixel it was read from (one strided add per window offset)
-        dwindows = xp.zeros((*dout.shape, kh * kw), dtype=dout.dtype)
-        xp.put_along_axis(dwindows, self._argmax, dout[..., None], axis=-1)
+        (ph, pw) = self.padding
         dx_padded = xp.zeros((N, C, H + 2 * ph, W + 2 * pw), dtype=dout.dtype)
         for k, window_entry in enumerate(_window_slices(self.kernel_size, self.stride, dout.shape[2:])):
-            dx_padded[window_entry] += dwindows[..., k]
+            dx_padded[window_entry] += xp.where(self._winner == k, dout, 0)
         return self._unpad(dx_padded)
 
     def _reset_workspace(self):
         super()._reset_workspace()
-        self._argmax = None
+        self._winner = None
 
 
 class AvgPool2d(_Pool2d):
