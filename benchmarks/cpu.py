@@ -19,19 +19,22 @@ import time
 
 import numpy
 
+from minise.backend import to_device
 from minise.twins import torch_twin
 
 
-def _layer_row(torch, make, shape, backward=True):
+def _layer_row(torch, make, shape, backward=True, device="cpu"):
     """Return (minise_fn, torch_fn) that run forward (+ backward) of one layer on ``shape``."""
     m = make()
-    t = torch_twin(m)
+    t = torch_twin(m).to(device)
+    m.to(device)
     rng = numpy.random.default_rng(0)
-    x = rng.standard_normal(shape, dtype=numpy.float32)
-    out_shape = m(x).shape
-    dout = rng.standard_normal(out_shape, dtype=numpy.float32)
-    xt = torch.from_numpy(x.copy()).requires_grad_(backward)
-    dout_t = torch.from_numpy(dout.copy())
+    x_host = rng.standard_normal(shape, dtype=numpy.float32)
+    x = to_device(x_host, device)
+    dout_host = rng.standard_normal(m(x).shape, dtype=numpy.float32)
+    dout = to_device(dout_host, device)
+    xt = torch.from_numpy(x_host).to(device).requires_grad_(backward)
+    dout_t = torch.from_numpy(dout_host).to(device)
 
     def run_minise():
         m(x)
@@ -46,39 +49,46 @@ def _layer_row(torch, make, shape, backward=True):
     return run_minise, run_torch
 
 
-def _train_step_row(torch, make, batch=128):
-    """One SGD step: forward, cross-entropy, backward, update."""
+def _train_step_row(torch, make, batch=128, device="cpu", sides=("minise", "torch")):
+    """One SGD step: forward, cross-entropy, backward, update. ``sides`` limits what is built
+    (the memory probe builds one framework only)."""
     from minise import nn
     from minise.optim import SGD
     model = make()
-    twin = torch_twin(model)
     rng = numpy.random.default_rng(0)
-    x = rng.standard_normal((batch, 3, 32, 32), dtype=numpy.float32)
-    y = rng.integers(0, 10, batch)
-    loss_fn, opt = nn.CrossEntropyLoss(), SGD(model.parameters(), lr=0.01, momentum=0.9, nesterov=True,
-                                              weight_decay=5e-4)
-    xt, yt = torch.from_numpy(x), torch.from_numpy(y)
-    tloss = torch.nn.CrossEntropyLoss()
-    topt = torch.optim.SGD(twin.parameters(), lr=0.01, momentum=0.9, nesterov=True, weight_decay=5e-4)
+    x_host = rng.standard_normal((batch, 3, 32, 32), dtype=numpy.float32)
+    y_host = rng.integers(0, 10, batch)
+    run_minise = run_torch = None
+    if "torch" in sides:
+        twin = torch_twin(model).to(device)
+        xt, yt = torch.from_numpy(x_host).to(device), torch.from_numpy(y_host).to(device)
+        tloss = torch.nn.CrossEntropyLoss()
+        topt = torch.optim.SGD(twin.parameters(), lr=0.01, momentum=0.9, nesterov=True, weight_decay=5e-4)
 
-    def run_minise():
-        opt.zero_grad()
-        loss_fn(model(x), y)
-        model.backward(loss_fn.backward())
-        opt.step()
+        def run_torch():
+            topt.zero_grad()
+            tloss(twin(xt), yt).backward()
+            topt.step()
+    if "minise" in sides:
+        model.to(device)
+        x, y = to_device(x_host, device), to_device(y_host, device)
+        loss_fn = nn.CrossEntropyLoss()
+        opt = SGD(model.parameters(), lr=0.01, momentum=0.9, nesterov=True, weight_decay=5e-4)
 
-    def run_torch():
-        topt.zero_grad()
-        tloss(twin(xt), yt).backward()
-        topt.step()
-
+        def run_minise():
+            opt.zero_grad()
+            loss_fn(model(x), y)
+            model.backward(loss_fn.backward())
+            opt.step()
     return run_minise, run_torch
 
 
-def rows(torch):
+
+def rows(torch, device="cpu", sides=("minise", "torch")):
     from minise import nn
     from minise.models import resnet20, se_resnet20
-    layer = lambda make, shape, backward=True: (lambda: _layer_row(torch, make, shape, backward))
+    layer = lambda make, shape, backward=True: (lambda: _layer_row(torch, make, shape, backward, device))
+    step = lambda make: (lambda: _train_step_row(torch, make, device=device, sides=sides))
     return {
         "conv64_fwd": ("Conv2d 3x3 64->64 (128,64,32,32) fwd",
                        layer(lambda: nn.Conv2d(64, 64, 3, padding=1, bias=False), (128, 64, 32, 32), False)),
@@ -92,20 +102,22 @@ def rows(torch):
         "se": ("SEBlock(64, 16) (128,64,32,32) fwd+bwd", layer(lambda: nn.SEBlock(64, 16), (128, 64, 32, 32))),
         "maxpool": ("MaxPool2d(2) (128,64,32,32) fwd+bwd", layer(lambda: nn.MaxPool2d(2), (128, 64, 32, 32))),
         "linear": ("Linear 512->10 (128,512) fwd+bwd", layer(lambda: nn.Linear(512, 10), (128, 512))),
-        "resnet20": ("ResNet-20 SGD step, batch 128", lambda: _train_step_row(torch, resnet20)),
-        "se_resnet20": ("SE-ResNet-20 SGD step, batch 128",
-                        lambda: _train_step_row(torch, lambda: se_resnet20(min_hidden=4))),
+        "resnet20": ("ResNet-20 SGD step, batch 128", step(resnet20)),
+        "se_resnet20": ("SE-ResNet-20 SGD step, batch 128", step(lambda: se_resnet20(min_hidden=4))),
     }
 
 
-def time_pair(run_a, run_b, repeats, warmup=2):
+def time_pair(run_a, run_b, repeats, warmup=2, synchronize=lambda: None):
+    """Interleaved wall-clock times in ms; ``synchronize`` waits for queued device work."""
     for _ in range(warmup):
         run_a(), run_b()
+    synchronize()
     times_a, times_b = [], []
     for _ in range(repeats):
         for run, times in ((run_a, times_a), (run_b, times_b)):
             start = time.perf_counter()
             run()
+            synchronize()
             times.append((time.perf_counter() - start) * 1e3)
     return times_a, times_b
 
@@ -114,7 +126,7 @@ def peak_rss_mb(framework, row, threads):
     """Peak RSS (MB) of a fresh process that builds ``row`` and runs 3 steps of one framework."""
     code = (f"import benchmarks.cpu as b, resource, torch; torch.set_num_threads({threads}); "
             f"from threadpoolctl import threadpool_limits; threadpool_limits({threads}); "
-            f"fns = b.rows(torch)[{row!r}][1](); fn = fns[{0 if framework == 'minise' else 1}]\n"
+            f"fns = b.rows(torch, sides=({framework!r},))[{row!r}][1](); fn = fns[{0 if framework == 'minise' else 1}]\n"
             f"for _ in range(3): fn()\n"
             f"print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)

@@ -50,20 +50,20 @@ def save_checkpoint(path, model_state, optimizer_state=None, **meta):
 def load_checkpoint(path):
     """Return ``(model_state, optimizer_state or None, meta)`` from a checkpoint file."""
     if not os.path.isfile(path):
-        raise CheckpointError(f"checkpoint {path!r} does not exist")
+        raise CheckpointError(f"checkpoint '{path}' does not exist")
     try:
         with numpy.load(path, allow_pickle=False) as data:
             arrays = {k: data[k] for k in data.files}
     except (zipfile.BadZipFile, ValueError, OSError, EOFError, KeyError) as err:
-        raise CheckpointError(f"checkpoint {path!r} is truncated or not an .npz file ({err})") from err
+        raise CheckpointError(f"checkpoint '{path}' is truncated or not an .npz file ({err})") from err
     if "__meta__" not in arrays:
-        raise CheckpointError(f"{path!r} is an .npz file but not a minise checkpoint (no __meta__ entry)")
+        raise CheckpointError(f"'{path}' is an .npz file but not a minise checkpoint (no __meta__ entry)")
     try:
         meta = json.loads(str(arrays.pop("__meta__")))
     except json.JSONDecodeError as err:
-        raise CheckpointError(f"checkpoint {path!r} has an unreadable header ({err})") from err
+        raise CheckpointError(f"checkpoint '{path}' has an unreadable header ({err})") from err
     if meta.get("format") != FORMAT:
-        raise CheckpointError(f"checkpoint {path!r} has format {meta.get('format')!r}, expected {FORMAT!r}")
+        raise CheckpointError(f"checkpoint '{path}' has format {meta.get('format')!r}, expected {FORMAT!r}")
     model_state = {k[len("model/"):]: v for k, v in arrays.items() if k.startswith("model/")}
     groups = meta.pop("optimizer_groups")
     optimizer_state = None

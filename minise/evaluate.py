@@ -67,6 +67,8 @@ def main(argv=None):
     p.add_argument("--export", default=None, metavar="FILE.pt|FILE.npz",
                    help="also write the weights as a PyTorch state_dict")
     args = p.parse_args(argv)
+    if args.export and not args.export.endswith((".pt", ".npz")):
+        p.error(f"--export must end in .pt or .npz, got {args.export!r}")
     try:
         model_state, _, meta = load_checkpoint(args.checkpoint)
         config = TrainConfig(**meta["config"])
@@ -74,7 +76,9 @@ def main(argv=None):
                                      device=args.device or config.device)
         model = build_model(config).to(config.device)
         model.load_state_dict(model_state)
-        _, _, x_test, y_test, classes = prepare_data(config, progress=False)
+        stats = meta.get("normalization")
+        data = prepare_data(config, progress=False, stats=(stats["mean"], stats["std"]) if stats else None)
+        x_test, y_test, classes = data.x_test, data.y_test, data.classes
         loss, acc, predictions = evaluate(model, x_test, y_test, config.batch_size)
     except (CheckpointError, ValueError, RuntimeError, OSError, KeyError) as err:
         print(f"minise evaluate: error: {err}", file=sys.stderr)

@@ -19,6 +19,7 @@ import json
 import os
 import sys
 import time
+from typing import NamedTuple
 
 import numpy
 
@@ -31,6 +32,7 @@ from .optim.lr_scheduler import CosineAnnealingLR, MultiStepLR, OneCycleLR
 
 MODELS = ["resnet20", "resnet32", "resnet56", "se_resnet20", "se_resnet32", "se_resnet56"]
 SCHEDULES = ["onecycle", "cosine", "step", "constant"]
+DATASETS = ["cifar10", "cifar100"]
 METRICS = ["epoch", "lr", "train_loss", "train_acc", "test_loss", "test_acc", "seconds"]
 
 
@@ -57,12 +59,19 @@ class TrainConfig:
 
 
 class TrainingError(RuntimeError):
-    """Training stopped: a non-finite loss, or a bad checkpoint to resume from."""
+    """Training stopped: the loss became non-finite."""
+
+
+def check_config(config):
+    """Reject unknown names before any data is loaded."""
+    for field, choices in (("model", MODELS), ("schedule", SCHEDULES), ("dataset", DATASETS),
+                           ("device", ("cpu", "cuda"))):
+        if getattr(config, field) not in choices:
+            raise ValueError(f"unknown {field} {getattr(config, field)!r}; choose from {list(choices)}")
 
 
 def build_model(config):
-    if config.model not in MODELS:
-        raise ValueError(f"unknown model {config.model!r}; choose from {MODELS}")
+    check_config(config)
     num_classes = 100 if config.dataset == "cifar100" else 10
     factory = getattr(models, config.model)
     if config.model.startswith("se_"):
@@ -71,9 +80,21 @@ def build_model(config):
     return factory(num_classes=num_classes)
 
 
-def prepare_data(config, progress=True):
-    """Load, subset and normalise the data. Returns (x_train, y_train, x_test, y_test, classes),
-    images as float32 (N, 3, 32, 32) on the config's device."""
+class Prepared(NamedTuple):
+    """Normalised float32 images (N, 3, 32, 32) and int64 labels on the run's device."""
+
+    x_train: object
+    y_train: object
+    x_test: object
+    y_test: object
+    classes: tuple
+    mean: list          # per-channel statistics of the training subset, in [0, 1] units
+    std: list
+
+
+def prepare_data(config, progress=True, stats=None):
+    """Load, subset and normalise the data. ``stats``: a (mean, std) to normalise with instead
+    of the training subset's own (evaluate uses the statistics the model was trained with)."""
     load = {"cifar10": load_cifar10, "cifar100": load_cifar100}[config.dataset]
     data = load(config.data, data_dir=config.data_dir, progress=progress)
     x_train, y_train, x_test, y_test = data.x_train, data.y_train, data.x_test, data.y_test
@@ -81,9 +102,10 @@ def prepare_data(config, progress=True):
         x_train, y_train = subset(x_train, y_train, config.train_subset, seed=0)
     if config.test_subset:
         x_test, y_test = subset(x_test, y_test, config.test_subset, seed=0)
-    mean, std = channel_stats(x_train)
+    mean, std = (numpy.asarray(s, dtype=numpy.float64) for s in stats) if stats else channel_stats(x_train)
     arrays = [normalize(x_train, mean, std), y_train, normalize(x_test, mean, std), y_test]
-    return [to_device(a, config.device) for a in arrays] + [data.classes]
+    return Prepared(*(to_device(a, config.device) for a in arrays), data.classes,
+                    to_numpy(mean).tolist(), to_numpy(std).tolist())
 
 
 def make_optimizer(model, config, steps_per_epoch):
@@ -175,11 +197,16 @@ def write_metrics(rows, out):
 
 def train(config, resume=False, progress=True):
     """Run (or resume) training as ``config`` says; returns the list of per-epoch metric rows."""
+    check_config(config)
     check_device(config.device)
+    config = dataclasses.replace(config, out=os.fspath(config.out),
+                                 data=None if config.data is None else os.fspath(config.data),
+                                 data_dir=None if config.data_dir is None else os.fspath(config.data_dir))
     os.makedirs(config.out, exist_ok=True)
     nn.manual_seed(config.seed)
     model = build_model(config).to(config.device)
-    x_train, y_train, x_test, y_test, _ = prepare_data(config, progress)
+    data = prepare_data(config, progress)
+    x_train, y_train, x_test, y_test = data.x_train, data.y_train, data.x_test, data.y_test
     steps = len(y_train) // config.batch_size
     if steps == 0:
         raise ValueError(f"batch size {config.batch_size} is larger than the {len(y_train)} training images")
@@ -199,6 +226,7 @@ def train(config, resume=False, progress=True):
     def checkpoint(path, epoch):
         save_checkpoint(path, model.state_dict(), optimizer.state_dict(), epoch=epoch, best_acc=best,
                         config=dataclasses.asdict(config), metrics=rows,
+                        normalization={"mean": data.mean, "std": data.std},
                         scheduler=scheduler.state_dict() if scheduler is not None else None,
                         rng={"shuffle_and_augment": f"numpy default_rng([seed={config.seed}, epoch])"})
 
@@ -223,13 +251,16 @@ def train(config, resume=False, progress=True):
                   f"{rows[-1]['seconds']:.1f}s", flush=True)
     except KeyboardInterrupt:
         checkpoint(os.path.join(config.out, "interrupted.npz"), epoch)
-        print(f"\ninterrupted in epoch {epoch + 1}: weights saved to {config.out}/interrupted.npz; "
-              f"`minise train --resume {config.out}` continues from the end of epoch {epoch} (last.npz)",
+        then = (f"`minise train --resume {config.out}` continues from the end of epoch {epoch} (last.npz)"
+                if os.path.exists(last_path) else "no epoch had finished, so there is nothing to resume: "
+                                                  "run the command again")
+        print(f"\ninterrupted in epoch {epoch + 1}: weights saved to {config.out}/interrupted.npz; {then}",
               file=sys.stderr)
         raise
     except FloatingPointError as err:
-        raise TrainingError(f"training stopped in epoch {epoch + 1}: {err}. The last good checkpoint "
-                            f"(end of epoch {epoch}) is kept in {config.out}/last.npz") from err
+        kept = (f"The last good checkpoint (end of epoch {epoch}) is kept in {last_path}"
+                if os.path.exists(last_path) else "No epoch had finished, so no checkpoint was written")
+        raise TrainingError(f"training stopped in epoch {epoch + 1}: {err}. {kept}") from err
     return rows
 
 

@@ -34,7 +34,7 @@ class Conv2d(Module):
         fan_in = in_channels * self.kernel_size[0] * self.kernel_size[1]
         self.weight = Parameter(uniform_fan_in((out_channels, in_channels, *self.kernel_size), fan_in))
         self.bias = Parameter(uniform_fan_in((out_channels,), fan_in)) if bias else None
-        self._x_shape = self._cols = self._out = None
+        self._x = self._out = None
 
     def forward(self, x):
         check_input(self, x, ndim=4, channels=self.in_channels)
@@ -45,17 +45,28 @@ class Conv2d(Module):
         if Ho < 1 or Wo < 1:
             raise ValueError(f"{describe(self)}: input of spatial size {(H, W)} padded by {(ph, pw)} "
                              f"is smaller than the kernel {(kh, kw)}")
-        xpad = x
-        if ph or pw:
-            xpad = pad_input(x, self.padding, out=scratch("x_padded", (N, C, H + 2 * ph, W + 2 * pw), x.dtype, xp))
-        cols = im2col(xpad, self.kernel_size, self.stride,
-                      out=self.workspace("cols", (C * kh * kw, N * Ho * Wo), x.dtype, xp))
-        out = self.weight.data.reshape(self.out_channels, -1) @ cols           # (O, N*Ho*Wo)
+        out = self.weight.data.reshape(self.out_channels, -1) @ self._columns(x)   # (O, N*Ho*Wo)
         if self.bias is not None:
             out += self.bias.data[:, None]
         out = xp.ascontiguousarray(out.reshape(self.out_channels, N, Ho, Wo).transpose(1, 0, 2, 3))
-        self._x_shape, self._cols, self._out = x.shape, cols, out
+        self._x, self._out = x, out
         return out
+
+    def _columns(self, x):
+        """cols = im2col(pad(x)): (C*kh*kw, N*Ho*Wo), in a buffer shared by every layer.
+
+        Backward builds it again from the cached input instead of keeping it: one more copy,
+        but a network's memory then holds one column matrix, not one per conv layer.
+        """
+        xp = get_array_module(x)
+        N, C, H, W = x.shape
+        (kh, kw), (sh, sw), (ph, pw) = self.kernel_size, self.stride, self.padding
+        Ho, Wo = output_size(H, kh, sh, ph), output_size(W, kw, sw, pw)
+        xpad = x
+        if ph or pw:
+            xpad = pad_input(x, self.padding, out=scratch("x_padded", (N, C, H + 2 * ph, W + 2 * pw), x.dtype, xp))
+        return im2col(xpad, self.kernel_size, self.stride,
+                      out=scratch("cols", (C * kh * kw, N * Ho * Wo), x.dtype, xp))
 
     def backward(self, dout):
         check_dout(self, dout, self._out)
@@ -63,7 +74,7 @@ class Conv2d(Module):
         dout_mat = dout.transpose(1, 0, 2, 3).reshape(O, -1)                   # (O, N*Ho*Wo)
         # dW = dout_mat @ cols.T, computed as (cols @ dout_mat.T).T: the same numbers, but
         # OpenBLAS runs this order tens of times faster when N*Ho*Wo is long and O is small.
-        self.weight.grad += (self._cols @ dout_mat.T).T.reshape(self.weight.data.shape)
+        self.weight.grad += (self._columns(self._x) @ dout_mat.T).T.reshape(self.weight.data.shape)
         if self.bias is not None:
             self.bias.grad += dout_mat.sum(axis=1)
         (kh, kw), (ph, pw) = self.kernel_size, self.padding
@@ -76,7 +87,7 @@ class Conv2d(Module):
         dx[n, c, h, w] = sum_{o,i,j} dout_pad[n, o, h+i, w+j] * weight[o, c, kh-1-i, kw-1-j].
         One im2col and one matrix product, like the forward pass."""
         xp = get_array_module(dout)
-        N, C, H, W = self._x_shape
+        N, C, H, W = self._x.shape
         (kh, kw), (ph, pw), O = self.kernel_size, self.padding, self.out_channels
         qh, qw = kh - 1 - ph, kw - 1 - pw
         dout_pad = dout
@@ -91,16 +102,16 @@ class Conv2d(Module):
     def _dx_col2im(self, dout_mat):
         """Any stride: each patch's gradient W_mat.T @ dout_mat is added back where it came from."""
         xp = get_array_module(dout_mat)
-        N, C, H, W = self._x_shape
-        (ph, pw), O = self.padding, self.out_channels
-        dcols = scratch("dcols", self._cols.shape, dout_mat.dtype, xp)
+        N, C, H, W = self._x.shape
+        (kh, kw), (ph, pw), O = self.kernel_size, self.padding, self.out_channels
+        dcols = scratch("dcols", (C * kh * kw, dout_mat.shape[1]), dout_mat.dtype, xp)
         xp.matmul(self.weight.data.reshape(O, -1).T, dout_mat, out=dcols)      # (C*kh*kw, N*Ho*Wo)
         dx_padded = scratch("dx_padded", (N, C, H + 2 * ph, W + 2 * pw), dout_mat.dtype, xp)
-        return col2im(dcols, self._x_shape, self.kernel_size, self.stride, self.padding, out=dx_padded).copy()
+        return col2im(dcols, self._x.shape, self.kernel_size, self.stride, self.padding, out=dx_padded).copy()
 
     def _reset_workspace(self):
         super()._reset_workspace()
-        self._x_shape = self._cols = self._out = None
+        self._x = self._out = None
 
     def extra_repr(self):
         return (f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, "

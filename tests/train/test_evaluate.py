@@ -1,0 +1,142 @@
+"""``minise evaluate``: accuracy per class, the confusion matrix, and the PyTorch export of a
+checkpoint from the smoke run."""
+import re
+import shutil
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from minise.checkpoint import load_checkpoint
+from minise.data import CIFAR10_CLASSES
+from minise.evaluate import confusion_matrix, main
+from minise.train import build_model, prepare_data
+from minise.twins import torch_twin
+
+torch.set_num_threads(1)
+
+SUMMARY = re.compile(r"^last\.npz \(epoch (\d+), (\w+)\): test accuracy ([\d.]+)%  loss ([\d.]+)  on (\d+) images$")
+
+
+@pytest.fixture
+def checkpoint(smoke_run, tmp_path):
+    """A copy of the smoke run's last.npz in a folder of its own (evaluate writes next to it)."""
+    path = tmp_path / "ckpt" / "last.npz"
+    path.parent.mkdir()
+    shutil.copy(smoke_run.out / "last.npz", path)
+    return path
+
+
+def test_evaluate_reports_and_exports_pt(smoke_run, checkpoint, tmp_path, capsys):
+    export = tmp_path / "w.pt"
+    assert main([str(checkpoint), "--export", str(export)]) == 0
+    lines = capsys.readouterr().out.splitlines()
+
+    m = SUMMARY.match(lines[0])
+    assert m, lines[0]
+    last = smoke_run.rows[-1]
+    assert (int(m.group(1)), m.group(2), int(m.group(5))) == (2, "se_resnet20", 200)
+    # the same 200 test images as the run's last evaluation: the same accuracy and loss
+    assert m.group(3) == f"{100 * last['test_acc']:.2f}"
+    assert float(m.group(4)) == pytest.approx(last["test_loss"], abs=1e-4)
+
+    per_class = lines[1:11]
+    assert [line.split()[0] for line in per_class] == list(CIFAR10_CLASSES)
+    rates = [float(line.split()[1].rstrip("%")) for line in per_class]
+    assert all(0 <= r <= 100 for r in rates)
+    # 20 test images per class: every rate is a multiple of 5%, and their mean is the accuracy
+    assert all(r % 5 == 0 for r in rates)
+    assert np.mean(rates) == pytest.approx(100 * last["test_acc"])
+
+    confusion = checkpoint.parent / "confusion.png"
+    assert lines[11] == f"confusion matrix: {confusion}"
+    assert confusion.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    with Image.open(confusion) as image:
+        image.verify()
+    assert lines[12] == f"PyTorch state_dict: {export}" and len(lines) == 13
+
+    # the export loads, strictly, into a PyTorch twin, which computes minise's logits
+    exported = torch.load(export, weights_only=True)
+    model_state, _, _ = load_checkpoint(checkpoint)
+    assert list(exported) == list(model_state)
+    model = build_model(smoke_run.config)
+    model.load_state_dict(model_state)
+    twin = torch_twin(build_model(smoke_run.config))
+    result = twin.load_state_dict(exported, strict=True)
+    assert not result.missing_keys and not result.unexpected_keys
+    for key, value in twin.state_dict().items():
+        assert np.array_equal(value.numpy(), model_state[key]), key
+
+    x_test = prepare_data(smoke_run.config, progress=False).x_test
+    x = x_test[::10]
+    model.eval()
+    twin.eval()
+    with torch.no_grad():
+        want = twin(torch.from_numpy(x)).numpy()
+    got = model(x)
+    np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-4 * np.abs(want).max())
+    assert (got.argmax(1) == want.argmax(1)).mean() >= 0.95
+
+
+def test_evaluate_exports_npz(smoke_run, checkpoint, tmp_path, capsys):
+    export, plot = tmp_path / "w.npz", tmp_path / "plots" / "confusion-matrix.png"
+    plot.parent.mkdir()
+    assert main([str(checkpoint), "--export", str(export), "--confusion", str(plot)]) == 0
+    out = capsys.readouterr().out
+    assert f"confusion matrix: {plot}" in out and plot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert not (checkpoint.parent / "confusion.png").exists()
+    model_state, _, _ = load_checkpoint(checkpoint)
+    with np.load(export, allow_pickle=False) as npz:
+        assert list(npz.files) == list(model_state)
+        for key in model_state:
+            assert npz[key].dtype == model_state[key].dtype and np.array_equal(npz[key], model_state[key]), key
+    assert list(model_state) == list(build_model(smoke_run.config).state_dict())
+
+
+def test_bad_export_suffix_is_a_clear_error(checkpoint, tmp_path, capsys):
+    """A typo in --export gives an error message and exit status, not a traceback after the
+    whole evaluation has run."""
+    try:
+        rc = main([str(checkpoint), "--export", str(tmp_path / "w.pth")])
+    except SystemExit as exc:          # parser.error is a fine way to refuse it
+        rc = exc.code
+    assert rc in (1, 2)
+    assert ".pt or .npz" in capsys.readouterr().err
+    assert not (tmp_path / "w.pth").exists()
+
+
+def test_confusion_matrix_known_example():
+    y_true = [0, 0, 1, 2, 2, 2, 1]
+    y_pred = [0, 1, 1, 2, 0, 2, 1]
+    counts = confusion_matrix(y_true, y_pred, 4)
+    assert counts.tolist() == [[1, 1, 0, 0],
+                               [0, 2, 0, 0],
+                               [1, 0, 2, 0],
+                               [0, 0, 0, 0]]
+    assert confusion_matrix(np.array(y_pred), np.array(y_true), 4).tolist() == counts.T.tolist()
+
+
+def test_confusion_matrix_against_a_loop():
+    rng = np.random.default_rng(0)
+    y_true, y_pred = rng.integers(0, 10, 500), rng.integers(0, 10, 500)
+    want = np.zeros((10, 10), int)
+    for t, p in zip(y_true, y_pred):
+        want[t, p] += 1
+    got = confusion_matrix(y_true, y_pred, 10)
+    assert got.shape == (10, 10) and np.array_equal(got, want) and got.sum() == 500
+
+
+def test_corrupt_checkpoint(checkpoint, tmp_path, capsys):
+    data = checkpoint.read_bytes()
+    bad = tmp_path / "bad.npz"
+    bad.write_bytes(data[: len(data) // 2])
+    assert main([str(bad)]) == 1
+    captured = capsys.readouterr()
+    assert captured.err.startswith("minise evaluate: error: checkpoint") and "truncated" in captured.err
+    assert captured.out == "" and not (tmp_path / "confusion.png").exists()
+
+
+def test_missing_checkpoint(tmp_path, capsys):
+    assert main([str(tmp_path / "nowhere.npz")]) == 1
+    assert "does not exist" in capsys.readouterr().err
