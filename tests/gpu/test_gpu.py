@@ -24,7 +24,8 @@ def _on_gpu(module):
     return copy.deepcopy(module).to("cuda")
 
 
-@pytest.mark.parametrize("dtype, tol", [("float64", 1e-10), ("float32", 1e-5)], ids=["float64", "float32"])
+# float32 sums in a different order on the GPU; through a whole block the rounding reaches ~2e-5
+@pytest.mark.parametrize("dtype, tol", [("float64", 1e-10), ("float32", 1e-4)], ids=["float64", "float32"])
 @pytest.mark.parametrize("case", CASES, ids=IDS)
 def test_layer_on_cupy_matches_numpy(case, dtype, tol):
     import cupy
