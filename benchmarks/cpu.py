@@ -123,14 +123,18 @@ def time_pair(run_a, run_b, repeats, warmup=2, synchronize=lambda: None):
 
 
 def peak_rss_mb(framework, row, threads):
-    """Peak RSS (MB) of a fresh process that builds ``row`` and runs 3 steps of one framework."""
-    code = (f"import benchmarks.cpu as b, resource, torch; torch.set_num_threads({threads}); "
+    """Peak RSS (MB) of a fresh process that builds ``row`` for one framework and runs 3 steps.
+
+    Read from VmHWM in /proc (ru_maxrss would carry over the parent's peak across fork+exec).
+    """
+    code = (f"import benchmarks.cpu as b, torch; torch.set_num_threads({threads}); "
             f"from threadpoolctl import threadpool_limits; threadpool_limits({threads}); "
-            f"fns = b.rows(torch, sides=({framework!r},))[{row!r}][1](); fn = fns[{0 if framework == 'minise' else 1}]\n"
+            f"fns = b.rows(torch, sides=({framework!r},))[{row!r}][1](); "
+            f"fn = fns[{0 if framework == 'minise' else 1}]\n"
             f"for _ in range(3): fn()\n"
-            f"print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)")
+            f"print(next(l.split()[1] for l in open('/proc/self/status') if l.startswith('VmHWM')))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-    return float(out.stdout.strip().splitlines()[-1])
+    return float(out.stdout.strip().splitlines()[-1]) / 1024
 
 
 def environment(torch, threads):
