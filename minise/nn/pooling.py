@@ -45,8 +45,15 @@ class _Pool2d(Module):
                              f"is smaller than the kernel {(kh, kw)}")
         return pad_input(x, self.padding, value=self.pad_value), (Ho, Wo)
 
-    def _unpad(self, dx_padded):
-        (ph, pw), (H, W) = self.padding, self._x_shape[2:]
+    def _add_back(self, dout, gradient_of_entry):
+        """dx: for each window entry k, add ``gradient_of_entry(k)`` (shaped like dout) onto the
+        input pixels that entry read; a pixel in several windows receives the sum."""
+        xp = get_array_module(dout)
+        N, C, H, W = self._x_shape
+        (ph, pw) = self.padding
+        dx_padded = xp.zeros((N, C, H + 2 * ph, W + 2 * pw), dtype=dout.dtype)
+        for k, window_entry in enumerate(_window_slices(self.kernel_size, self.stride, dout.shape[2:])):
+            dx_padded[window_entry] += gradient_of_entry(k)
         return dx_padded[:, :, ph:ph + H, pw:pw + W]
 
     def _reset_workspace(self):
@@ -83,12 +90,7 @@ class MaxPool2d(_Pool2d):
     def backward(self, dout):
         check_dout(self, dout, self._out)
         xp = get_array_module(dout)
-        N, C, H, W = self._x_shape
-        (ph, pw) = self.padding
-        dx_padded = xp.zeros((N, C, H + 2 * ph, W + 2 * pw), dtype=dout.dtype)
-        for k, window_entry in enumerate(_window_slices(self.kernel_size, self.stride, dout.shape[2:])):
-            dx_padded[window_entry] += xp.where(self._winner == k, dout, 0)
-        return self._unpad(dx_padded)
+        return self._add_back(dout, lambda k: xp.where(self._winner == k, dout, 0))
 
     def _reset_workspace(self):
         super()._reset_workspace()
@@ -114,14 +116,8 @@ class AvgPool2d(_Pool2d):
 
     def backward(self, dout):
         check_dout(self, dout, self._out)
-        xp = get_array_module(dout)
-        N, C, H, W = self._x_shape
-        (ph, pw) = self.padding
-        dx_padded = xp.zeros((N, C, H + 2 * ph, W + 2 * pw), dtype=dout.dtype)
         share = dout / (self.kernel_size[0] * self.kernel_size[1])
-        for window_entry in _window_slices(self.kernel_size, self.stride, dout.shape[2:]):
-            dx_padded[window_entry] += share
-        return self._unpad(dx_padded)
+        return self._add_back(dout, lambda k: share)
 
 
 class AdaptiveAvgPool2d(Module):
