@@ -53,19 +53,19 @@ class SEBlock(Module):
     # ---- the three stages, each with its backward, for teaching -------------------------
     def squeeze(self, x):
         """x: (N, C, H, W) -> z: (N, C), the per-channel mean."""
-        return self.sequence[SQUEEZE](x)
+        return _forward(list(self.sequence)[SQUEEZE], x)
 
     def squeeze_backward(self, dz):
         """dz: (N, C) -> dx: (N, C, H, W), dz / (H*W) spread evenly over each channel."""
-        return self.sequence[SQUEEZE].backward(dz)
+        return _backward(list(self.sequence)[SQUEEZE], dz)
 
     def excite(self, z):
         """z: (N, C) -> s: (N, C, 1, 1), the channel weights in (0, 1)."""
-        return self.sequence[EXCITE](z)
+        return _forward(list(self.sequence)[EXCITE], z)
 
     def excite_backward(self, ds):
         """ds: (N, C, 1, 1) -> dz: (N, C); adds into the FC layers' gradients."""
-        return self.sequence[EXCITE].backward(ds)
+        return _backward(list(self.sequence)[EXCITE], ds)
 
     @staticmethod
     def rescale(x, s):
@@ -97,3 +97,15 @@ class SEBlock(Module):
 
     def extra_repr(self):
         return f"input_channels={self.input_channels}, reduction_ratio={self.reduction_ratio}, hidden={self.hidden}"
+
+
+def _forward(modules, x):
+    for module in modules:
+        x = module(x)
+    return x
+
+
+def _backward(modules, dout):
+    for module in reversed(modules):
+        dout = module.backward(dout)
+    return dout

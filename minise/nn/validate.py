@@ -7,11 +7,21 @@ def describe(layer):
     return f"{type(layer).__name__}({layer.extra_repr()})"
 
 
+class _Name:
+    """Formats as the layer's description, built only when an error message needs it."""
+
+    def __init__(self, layer):
+        self.layer = layer
+
+    def __format__(self, spec):
+        return describe(self.layer)
+
+
 def check_input(layer, x, ndim, channels=None, name="input"):
     """Check that ``x`` is a floating-point array with ``ndim`` dimensions (an int or a tuple of
     allowed ints), ``channels`` entries along dim 1, and the dtype and device of the layer's
     parameters. Raises ``TypeError`` or ``ValueError``."""
-    who = describe(layer)
+    who = _Name(layer)
     if not is_array(x):
         raise TypeError(f"{who}: expected the {name} to be a NumPy or CuPy array, got {type(x).__name__}")
     if x.dtype.kind != "f":
@@ -24,7 +34,9 @@ def check_input(layer, x, ndim, channels=None, name="input"):
     if channels is not None and x.shape[1] != channels:
         raise ValueError(f"{who}: expected {channels} channels (dim 1) in the {name}, "
                          f"got shape {tuple(x.shape)} with {x.shape[1]}")
-    for pname, p in list(layer.named_parameters())[:1]:   # a block is checked against its first weight
+    first = next(layer.named_parameters(), None)        # a block is checked against its first weight
+    if first is not None:
+        pname, p = first
         if device_of(p.data) != device_of(x):
             raise TypeError(f"{who}: the {name} is on {device_of(x)} but {pname} is on "
                             f"{device_of(p.data)}; move one of them (model.to(...)), "
@@ -36,7 +48,7 @@ def check_input(layer, x, ndim, channels=None, name="input"):
 
 def check_dout(layer, dout, out):
     """Check ``dout`` against the forward output ``out`` (``None`` when forward never ran)."""
-    who = describe(layer)
+    who = _Name(layer)
     if out is None:
         raise RuntimeError(f"{who}: backward called before forward (nothing is cached)")
     if not is_array(dout):
