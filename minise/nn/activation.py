@@ -34,7 +34,7 @@ class ReLU(_Activation):
         return xp.maximum(x, 0)
 
     def derivative_times(self, xp, out, dout):
-        return xp.where(out > 0, dout, 0)
+        return dout * (out > 0)      # (faster than xp.where(out > 0, dout, 0), the same values)
 
 
 class Sigmoid(_Activation):

@@ -89,8 +89,7 @@ class MaxPool2d(_Pool2d):
 
     def backward(self, dout):
         check_dout(self, dout, self._out)
-        xp = get_array_module(dout)
-        return self._add_back(dout, lambda k: xp.where(self._winner == k, dout, 0))
+        return self._add_back(dout, lambda k: dout * (self._winner == k))   # only the winner gets dout
 
     def _reset_workspace(self):
         super()._reset_workspace()
