@@ -14,6 +14,17 @@ import sys
 from benchmarks.cpu import rows, time_pair
 
 
+def count_kernels(torch, run, synchronize):
+    """GPU kernels (and copies) one call of ``run`` launches, from PyTorch's CUPTI-based
+    profiler, which sees every launch in the process, CuPy's included."""
+    from torch.profiler import ProfilerActivity, profile
+
+    with profile(activities=[ProfilerActivity.CUDA]) as prof:
+        run()
+        synchronize()
+    return sum(1 for event in prof.events() if event.device_type == torch.autograd.DeviceType.CUDA)
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(prog="python -m benchmarks.gpu", description=__doc__.split("\n\n")[0])
     parser.add_argument("--repeats", type=int, default=50)
@@ -38,15 +49,20 @@ def main(argv=None):
         "torch": torch.__version__,
         "CUDA runtime": cupy.cuda.runtime.runtimeGetVersion(),
     }
-    lines = ["| row | minise-CuPy ms (median, min-max) | torch eager ms (median, min-max) | minise/torch |",
-             "|---|---|---|---|"]
+    lines = ["| row | minise-CuPy ms (median, min-max) | torch eager ms (median, min-max) | minise/torch "
+             "| kernels per call (minise / torch) |",
+             "|---|---|---|---|---|"]
     for key in keys:
         title, build = table[key]
         run_minise, run_torch = build()
         tm, tt = time_pair(run_minise, run_torch, options.repeats, warmup=5, synchronize=synchronize)
         mm, mt = statistics.median(tm), statistics.median(tt)
+        try:
+            kernels = f"{count_kernels(torch, run_minise, synchronize)} / {count_kernels(torch, run_torch, synchronize)}"
+        except Exception as err:  # the profiler is optional here; the timings stand without it
+            kernels = f"n/a ({type(err).__name__})"
         lines.append(f"| {title} | {mm:.3f} ({min(tm):.3f}-{max(tm):.3f}) | {mt:.3f} ({min(tt):.3f}-{max(tt):.3f}) "
-                     f"| {mm / mt:.2f}x |")
+                     f"| {mm / mt:.2f}x | {kernels} |")
         print(lines[-1], flush=True)
     text = "\n".join(["# GPU benchmark: minise-CuPy vs PyTorch eager", ""] + [f"- {k}: {v}" for k, v in env.items()]
                      + [""] + lines) + "\n"
