@@ -65,7 +65,8 @@ class GradcheckResult:
         return all(e <= self.threshold for e in self.errors.values())
 
     def __str__(self):
-        return "\n".join(f"{name:<24} {err:.2e}  {'pass' if err <= self.threshold else 'FAIL'}"
+        width = max((len(name) for name in self.errors), default=0)
+        return "\n".join(f"{name:<{width}}  {err:.2e}  {'pass' if err <= self.threshold else 'FAIL'}"
                          for name, err in self.errors.items())
 
 
