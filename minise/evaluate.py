@@ -23,12 +23,12 @@ def confusion_matrix(y_true, y_pred, num_classes):
 
 
 def plot_confusion(counts, classes, path):
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    """A row-normalised confusion matrix saved to ``path`` (its own Figure; no pyplot)."""
+    from matplotlib.figure import Figure
 
     rates = counts / counts.sum(axis=1, keepdims=True).clip(min=1)
-    fig, ax = plt.subplots(figsize=(7, 6))
+    fig = Figure(figsize=(7, 6))
+    ax = fig.subplots()
     image = ax.imshow(rates, cmap="Blues", vmin=0, vmax=1)
     ax.set_xticks(range(len(classes)), classes, rotation=45, ha="right")
     ax.set_yticks(range(len(classes)), classes)
@@ -41,7 +41,6 @@ def plot_confusion(counts, classes, path):
     fig.colorbar(image, ax=ax, label="fraction of the true class")
     fig.tight_layout()
     fig.savefig(path, dpi=80)
-    plt.close(fig)
 
 
 def export_state_dict(model_state, path):

@@ -169,12 +169,13 @@ def train_epoch(model, optimizer, scheduler, x, y, config, epoch, progress=True)
 
 
 def plot_curves(rows, path):
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    """Loss and accuracy against epoch, train and test, saved to ``path``. Draws on its own
+    Figure (no pyplot), so a notebook's plotting backend is left alone."""
+    from matplotlib.figure import Figure
 
     epochs = [r["epoch"] for r in rows]
-    fig, (ax_loss, ax_acc) = plt.subplots(1, 2, figsize=(10, 4))
+    fig = Figure(figsize=(10, 4))
+    ax_loss, ax_acc = fig.subplots(1, 2)
     for split in ("train", "test"):
         ax_loss.plot(epochs, [r[f"{split}_loss"] for r in rows], label=split)
         ax_acc.plot(epochs, [100 * r[f"{split}_acc"] for r in rows], label=split)
@@ -185,7 +186,6 @@ def plot_curves(rows, path):
         ax.legend()
     fig.tight_layout()
     fig.savefig(path, dpi=80)
-    plt.close(fig)
 
 
 def write_metrics(rows, out):
