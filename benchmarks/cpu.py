@@ -155,6 +155,7 @@ def environment(torch, threads):
         "torch": torch.__version__,
         "BLAS (threadpoolctl)": "; ".join(blas) or "unknown",
         "OPENBLAS_CORETYPE": os.environ.get("OPENBLAS_CORETYPE", "(unset)"),
+        "OMP_WAIT_POLICY": os.environ.get("OMP_WAIT_POLICY", "(unset)"),
         "threads": threads,
     }
 
@@ -166,7 +167,12 @@ def main(argv=None):
     parser.add_argument("--rows", default=None, help="comma-separated row keys (default: all)")
     parser.add_argument("--out", default="benchmarks/results/cpu.md")
     parser.add_argument("--no-memory", action="store_true", help="skip the peak-RSS subprocesses")
+    parser.add_argument("--omp-wait-policy", default="PASSIVE",
+                        help="OMP_WAIT_POLICY for PyTorch's OpenMP threads (default PASSIVE: with the "
+                             "default ACTIVE, torch's idle threads spin on the cores while minise runs "
+                             "between torch's repetitions, which slows small minise ops tenfold)")
     options = parser.parse_args(argv)
+    os.environ.setdefault("OMP_WAIT_POLICY", options.omp_wait_policy)   # read when torch loads
 
     import torch
     from threadpoolctl import threadpool_limits
