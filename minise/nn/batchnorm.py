@@ -1,6 +1,6 @@
 """Batch normalisation over the batch (and spatial) axes, with PyTorch's running statistics."""
 from ..backend import get_array_module
-from .validate import check_dout, check_input, describe, positive_int
+from .validate import check_dout, check_input, describe, output_spec, positive_int
 from .init import ones, zeros
 from .module import Module
 from .workspace import scratch
@@ -61,8 +61,9 @@ class _BatchNorm(Module):
         # out = gamma * xhat + beta with xhat = xc * inv_std, applied in one multiply and one add
         out = xc * (self.weight.data * inv_std)[:, None]
         out += self.bias.data[:, None]
-        self._xc, self._inv_std, self._out = xc, inv_std, out.reshape(x.shape)
-        return self._out
+        out = out.reshape(x.shape)
+        self._xc, self._inv_std, self._out = xc, inv_std, output_spec(out)
+        return out
 
     def _update_running_stats(self, mean, var, M):
         self.num_batches_tracked += 1

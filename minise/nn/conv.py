@@ -1,6 +1,6 @@
 """2-D convolution, forward and backward, as im2col plus one matrix product per pass."""
 from ..backend import get_array_module
-from .validate import check_dout, check_input, describe, pair, positive_int
+from .validate import check_dout, check_input, describe, output_spec, pair, positive_int
 from .im2col import col2im, im2col, output_size, pad_input
 from .init import uniform_fan_in
 from .module import Module
@@ -49,7 +49,7 @@ class Conv2d(Module):
         if self.bias is not None:
             out += self.bias.data[:, None]
         out = xp.ascontiguousarray(out.reshape(self.out_channels, N, Ho, Wo).transpose(1, 0, 2, 3))
-        self._x, self._out = x, out
+        self._x, self._out = x, output_spec(out)
         return out
 
     def _columns(self, x):

@@ -1,5 +1,5 @@
 """The fully connected layer."""
-from .validate import check_dout, check_input, positive_int
+from .validate import check_dout, check_input, output_spec, positive_int
 from .init import uniform_fan_in
 from .module import Module
 from .parameter import Parameter
@@ -26,7 +26,7 @@ class Linear(Module):
         out = x @ self.weight.data.T
         if self.bias is not None:
             out += self.bias.data
-        self._x, self._out = x, out
+        self._x, self._out = x, output_spec(out)
         return out
 
     def backward(self, dout):

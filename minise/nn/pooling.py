@@ -5,7 +5,7 @@ is one strided slice of the (padded) input. So forward and backward loop over th
 window offsets, each step a vectorised operation on the whole batch, never over pixels.
 """
 from ..backend import get_array_module
-from .validate import check_dout, check_input, describe, pair
+from .validate import check_dout, check_input, describe, output_spec, pair
 from .im2col import output_size, pad_input
 from .module import Module
 
@@ -84,7 +84,7 @@ class MaxPool2d(_Pool2d):
             v = xpad[window_entry]
             xp.copyto(winner, k, where=v > out)            # strictly greater: the first max wins
             xp.maximum(out, v, out=out)
-        self._x_shape, self._winner, self._out = x.shape, winner, out
+        self._x_shape, self._winner, self._out = x.shape, winner, output_spec(out)
         return out
 
     def backward(self, dout):
@@ -110,7 +110,7 @@ class AvgPool2d(_Pool2d):
         for window_entry in _window_slices(self.kernel_size, self.stride, out_hw):
             out = xpad[window_entry].copy() if out is None else out + xpad[window_entry]
         out /= area
-        self._x_shape, self._out = x.shape, out
+        self._x_shape, self._out = x.shape, output_spec(out)
         return out
 
     def backward(self, dout):
@@ -142,7 +142,7 @@ class AdaptiveAvgPool2d(Module):
                              f"output size {(oh, ow)} (tiles of unequal size are not supported)")
         # split H into (oh, H/oh) and W into (ow, W/ow), then average within each tile
         out = x.reshape(N, C, oh, H // oh, ow, W // ow).mean(axis=(3, 5))
-        self._x_shape, self._out = x.shape, out
+        self._x_shape, self._out = x.shape, output_spec(out)
         return out
 
     def backward(self, dout):

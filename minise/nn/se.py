@@ -1,6 +1,6 @@
 """The Squeeze-and-Excitation block (Hu et al., 2017): squeeze, excite, rescale."""
 from .activation import ReLU, Sigmoid
-from .validate import check_dout, check_input, positive_int
+from .validate import check_dout, check_input, output_spec, positive_int
 from .linear import Linear
 from .module import Module, Sequential
 from .pooling import AdaptiveAvgPool2d
@@ -82,8 +82,9 @@ class SEBlock(Module):
         check_input(self, x, ndim=4, channels=self.input_channels)
         self.z = self.squeeze(x)
         self.s = self.excite(self.z)
-        self._x, self._out = x, self.rescale(x, self.s)
-        return self._out
+        out = self.rescale(x, self.s)
+        self._x, self._out = x, output_spec(out)
+        return out
 
     def backward(self, dout):
         check_dout(self, dout, self._out)

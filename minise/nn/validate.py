@@ -1,5 +1,23 @@
 """Input checks shared by every layer: each error names the layer, what it expected and what it got."""
+from typing import NamedTuple
+
 from ..backend import device_of, is_array
+
+
+class OutputSpec(NamedTuple):
+    """The forward output's shape, dtype and device: what backward checks ``dout`` against.
+
+    Layers keep this instead of the output array, so they do not hold it in memory after the
+    next layer has used it.
+    """
+
+    shape: tuple
+    dtype: object
+    device: str
+
+
+def output_spec(out):
+    return OutputSpec(tuple(out.shape), out.dtype, device_of(out))
 
 
 def describe(layer):
@@ -47,7 +65,8 @@ def check_input(layer, x, ndim, channels=None, name="input"):
 
 
 def check_dout(layer, dout, out):
-    """Check ``dout`` against the forward output ``out`` (``None`` when forward never ran)."""
+    """Check ``dout`` against the forward output ``out``: an array or its ``OutputSpec``
+    (``None`` when forward never ran)."""
     who = _Name(layer)
     if out is None:
         raise RuntimeError(f"{who}: backward called before forward (nothing is cached)")
@@ -56,8 +75,9 @@ def check_dout(layer, dout, out):
     if tuple(dout.shape) != tuple(out.shape):
         raise ValueError(f"{who}: dout must have the output's shape {tuple(out.shape)}, "
                          f"got {tuple(dout.shape)}")
-    if dout.dtype != out.dtype or device_of(dout) != device_of(out):
-        raise TypeError(f"{who}: dout must be a {device_of(out)} array of dtype {out.dtype} like the "
+    out_device = out.device if isinstance(out, OutputSpec) else device_of(out)
+    if dout.dtype != out.dtype or device_of(dout) != out_device:
+        raise TypeError(f"{who}: dout must be a {out_device} array of dtype {out.dtype} like the "
                         f"output, got a {device_of(dout)} array of dtype {dout.dtype}")
 
 
