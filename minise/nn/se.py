@@ -1,4 +1,5 @@
 """The Squeeze-and-Excitation block (Hu et al., 2017): squeeze, excite, rescale."""
+from ..backend import get_array_module
 from .activation import ReLU, Sigmoid
 from .validate import check_dout, check_input, output_spec, positive_int
 from .linear import Linear
@@ -75,7 +76,9 @@ class SEBlock(Module):
     @staticmethod
     def rescale_backward(dout, x, s):
         """The product rule: returns (dx = dout * s, ds = sum_{h,w} dout * x)."""
-        return dout * s, (dout * x).sum(axis=(2, 3), keepdims=True)
+        xp = get_array_module(dout)
+        ds = xp.einsum("nchw,nchw->nc", dout, x)          # sum over h, w without a temporary
+        return dout * s, ds[:, :, None, None]
 
     # ---- the block ----------------------------------------------------------------------
     def forward(self, x):
@@ -88,9 +91,14 @@ class SEBlock(Module):
 
     def backward(self, dout):
         check_dout(self, dout, self._out)
-        dx_direct, ds = self.rescale_backward(dout, self._x, self.s)
-        dx_excitation = self.squeeze_backward(self.excite_backward(ds))
-        return dx_direct + dx_excitation     # x fans out to two paths: their gradients add
+        dx, ds = self.rescale_backward(dout, self._x, self.s)      # the direct path: dout * s
+        dz = self.excite_backward(ds)
+        # x fans out to two paths, so their gradients add: the path through s comes back from
+        # the squeeze as dz / (H*W) on every pixel of a channel. It is added by broadcasting,
+        # the same as dx + self.squeeze_backward(dz) without building that (N, C, H, W) array.
+        H, W = self._x.shape[2:]
+        dx += (dz / (H * W))[:, :, None, None]
+        return dx
 
     def _reset_workspace(self):
         super()._reset_workspace()
