@@ -210,12 +210,17 @@ def main(argv=None):
                              f"the ResNet-20 step"))
     report = ["# CPU benchmark: minise vs PyTorch", ""]
     report += [f"- {k}: {v}" for k, v in env.items()] + [""] + lines + [""] + [f"- {n}" for _, _, n in extra]
-    text = "\n".join(report) + "\n"
-    print(text)
-    os.makedirs(os.path.dirname(options.out) or ".", exist_ok=True)
-    with open(options.out, "w") as f:
-        f.write(text)
+    write_report(report, options.out)
     return 0
+
+
+def write_report(lines, path):
+    """Print the report and write it to ``path``."""
+    text = "\n".join(lines) + "\n"
+    print(text)
+    os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
+    with open(path, "w") as f:
+        f.write(text)
 
 
 if __name__ == "__main__":

@@ -7,11 +7,10 @@ synchronize around every repetition, interleaved, as the median of many repetiti
 """
 import argparse
 import datetime
-import os
 import statistics
 import sys
 
-from benchmarks.cpu import rows, time_pair
+from benchmarks.cpu import rows, time_pair, write_report
 
 
 def count_kernels(torch, run, synchronize):
@@ -64,12 +63,8 @@ def main(argv=None):
         lines.append(f"| {title} | {mm:.3f} ({min(tm):.3f}-{max(tm):.3f}) | {mt:.3f} ({min(tt):.3f}-{max(tt):.3f}) "
                      f"| {mm / mt:.2f}x | {kernels} |")
         print(lines[-1], flush=True)
-    text = "\n".join(["# GPU benchmark: minise-CuPy vs PyTorch eager", ""] + [f"- {k}: {v}" for k, v in env.items()]
-                     + [""] + lines) + "\n"
-    print(text)
-    os.makedirs(os.path.dirname(options.out) or ".", exist_ok=True)
-    with open(options.out, "w") as f:
-        f.write(text)
+    write_report(["# GPU benchmark: minise-CuPy vs PyTorch eager", ""] + [f"- {k}: {v}" for k, v in env.items()]
+                 + [""] + lines, options.out)
     return 0
 
 

@@ -1,40 +1,30 @@
 """Fixtures for the data tests: the shared CIFAR-10 JPEG archive, archive writers, an HTTP server."""
 import hashlib
 import io
-import os
 import pickle
 import tarfile
 import threading
 import zipfile
 from collections import Counter
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from pathlib import Path
 
 import numpy as np
 import pytest
 
 from minise.data import CIFAR10_CLASSES, CIFAR100_CLASSES
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
 # Read at import, before the autouse fixture below hides MINISE_DATA from the tests.
-SHARED_ARCHIVE = Path(os.environ.get("MINISE_DATA") or REPO_ROOT.parent / "shared/data/cifar10-jpeg.tar.gz")
 SLICE_PER_CLASS = 20  # images of each class of each split in the small slice of the shared archive
 
 
 @pytest.fixture(autouse=True)
-def _isolated_environment(monkeypatch, tmp_path):
+def _isolated_environment(isolated_data_env):
     """No test reads MINISE_DATA by accident or writes into the real ~/.cache."""
-    monkeypatch.delenv("MINISE_DATA", raising=False)
-    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg-cache"))
 
 
 @pytest.fixture(scope="session")
-def shared_archive():
-    """Path of the real CIFAR-10 JPEG archive (read-only); skips when it is absent."""
-    if not SHARED_ARCHIVE.is_file():
-        pytest.skip(f"the CIFAR-10 JPEG archive is not at {SHARED_ARCHIVE}: set MINISE_DATA to "
-                    "the path of cifar10-jpeg.tar.gz to run the tests on real data")
-    return SHARED_ARCHIVE
+def shared_archive(cifar_archive):
+    return cifar_archive
 
 
 @pytest.fixture(scope="session")

@@ -11,7 +11,6 @@ Helpers are handed out as fixtures, so no test module imports this file by name.
 """
 import contextlib
 import io
-import os
 import tarfile
 import types
 from collections import Counter
@@ -23,9 +22,7 @@ import pytest
 from minise.data import load_cifar10
 from minise.train import TrainConfig, main, train
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
 # Read at import, before the autouse fixture below hides MINISE_DATA from the tests.
-SHARED_ARCHIVE = Path(os.environ.get("MINISE_DATA") or REPO_ROOT.parent / "shared/data/cifar10-jpeg.tar.gz")
 SLICE = {"train": 30, "test": 20}   # images of each class in each split of the slice
 SMOKE = dict(train_subset=300, test_subset=200, epochs=2, batch_size=32)
 # The uninterrupted run of the resume test (also the CLI test's run): small and quick.
@@ -33,19 +30,8 @@ SMALL = dict(train_subset=100, test_subset=100, epochs=2, batch_size=25)
 
 
 @pytest.fixture(autouse=True)
-def _isolated_environment(monkeypatch, tmp_path):
+def _isolated_environment(isolated_data_env):
     """No test reads MINISE_DATA by accident or writes into the real ~/.cache."""
-    monkeypatch.delenv("MINISE_DATA", raising=False)
-    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg-cache"))
-
-
-@pytest.fixture(scope="session")
-def cifar_archive():
-    """Path of the real CIFAR-10 JPEG archive (read-only); skips when it is absent."""
-    if not SHARED_ARCHIVE.is_file():
-        pytest.skip(f"the CIFAR-10 JPEG archive is not at {SHARED_ARCHIVE}: set MINISE_DATA to "
-                    "the path of cifar10-jpeg.tar.gz to run the training tests on real data")
-    return SHARED_ARCHIVE
 
 
 @pytest.fixture(scope="session")
