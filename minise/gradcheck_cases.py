@@ -48,6 +48,11 @@ def standard_cases(seed=0):
     yield "Unflatten", "dim=1 (3, 1, 1) x=(2, 3)", nn.Unflatten(1, (3, 1, 1)), _x(rng, 2, 3), ()
     for C, r, shape in [(8, 2, (2, 8, 3, 3)), (7, 3, (1, 7, 2, 4)), (6, 6, (3, 6, 1, 1))]:
         yield "SEBlock", f"C={C} r={r} x={shape}", nn.SEBlock(C, r), _x(rng, *shape), ()
+    yield "AdaptiveMaxPool2d", "out=1 x=(2, 3, 3, 4)", nn.AdaptiveMaxPool2d(1), _x(rng, 2, 3, 3, 4), ()
+    for options in [dict(squeeze="max"), dict(excitation="tanh"), dict(excitation="relu"),
+                    dict(bias=(True, False)), dict(min_hidden=3)]:
+        config = " ".join(f"{k}={v}" for k, v in options.items())
+        yield "SEBlock", f"C=8 r=4 {config}", nn.SEBlock(8, 4, **options), _x(rng, 2, 8, 3, 3), ()
     for cin, cout, s, r in [(4, 4, 1, None), (4, 8, 2, None), (4, 4, 1, 2), (3, 6, 2, 3)]:
         block = _randomise_all_bn(BasicBlock(cin, cout, stride=s, reduction_ratio=r), rng)
         yield "BasicBlock", f"{cin}->{cout} s={s} r={r}", block, _x(rng, 2, cin, 4, 4), ()

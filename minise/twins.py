@@ -34,6 +34,7 @@ def _build(torch, m):
         nn.MaxPool2d: lambda: tnn.MaxPool2d(m.kernel_size, m.stride, m.padding),
         nn.AvgPool2d: lambda: tnn.AvgPool2d(m.kernel_size, m.stride, m.padding),
         nn.AdaptiveAvgPool2d: lambda: tnn.AdaptiveAvgPool2d(m.output_size),
+        nn.AdaptiveMaxPool2d: lambda: tnn.AdaptiveMaxPool2d(m.output_size),
         nn.ReLU: tnn.ReLU, nn.Sigmoid: tnn.Sigmoid, nn.Tanh: tnn.Tanh, nn.Identity: tnn.Identity,
         nn.Flatten: lambda: tnn.Flatten(m.start_dim, m.end_dim),
         nn.Unflatten: lambda: tnn.Unflatten(m.dim, m.unflattened_size),

@@ -7,12 +7,12 @@ from .linear import Linear
 from .loss import CrossEntropyLoss
 from .module import Module, Sequential
 from .parameter import Parameter
-from .pooling import AdaptiveAvgPool2d, AvgPool2d, MaxPool2d
+from .pooling import AdaptiveAvgPool2d, AdaptiveMaxPool2d, AvgPool2d, MaxPool2d
 from .se import SEBlock
 from .shape import Flatten, Identity, Unflatten
 
 __all__ = [
-    "AdaptiveAvgPool2d", "AvgPool2d", "BatchNorm1d", "BatchNorm2d", "Conv2d", "CrossEntropyLoss",
+    "AdaptiveAvgPool2d", "AdaptiveMaxPool2d", "AvgPool2d", "BatchNorm1d", "BatchNorm2d", "Conv2d", "CrossEntropyLoss",
     "Flatten", "Identity", "Linear", "MaxPool2d", "Module", "Parameter", "ReLU", "SEBlock",
     "Sequential", "Sigmoid", "Tanh", "Unflatten", "manual_seed",
 ]

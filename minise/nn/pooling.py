@@ -161,3 +161,43 @@ class AdaptiveAvgPool2d(Module):
 
     def extra_repr(self):
         return f"output_size={self.output_size}"
+
+
+class AdaptiveMaxPool2d(Module):
+    """AdaptiveMaxPool2d(output_size), global only: output size 1 or (1, 1).
+
+    x: (N, C, H, W) -> (N, C, 1, 1): z[n, c] = max_{h,w} x[n, c, h, w] (the first maximum wins).
+    Backward: each channel's gradient goes to the pixel that held its maximum.
+    """
+
+    def __init__(self, output_size):
+        super().__init__()
+        self.output_size = pair(output_size, "output_size", type(self).__name__)
+        if self.output_size != (1, 1):
+            raise ValueError(f"AdaptiveMaxPool2d: only the global output size (1, 1) is supported, "
+                             f"got {output_size!r}")
+        self._x_shape = self._argmax = self._out = None
+
+    def forward(self, x):
+        check_input(self, x, ndim=4)
+        xp = get_array_module(x)
+        flat = x.reshape(*x.shape[:2], -1)                       # (N, C, H*W)
+        self._argmax = flat.argmax(axis=2)[:, :, None]           # where each channel's max sits
+        out = xp.take_along_axis(flat, self._argmax, axis=2)[..., None]
+        self._x_shape, self._out = x.shape, output_spec(out)
+        return out
+
+    def backward(self, dout):
+        check_dout(self, dout, self._out)
+        xp = get_array_module(dout)
+        N, C, H, W = self._x_shape
+        dx = xp.zeros((N, C, H * W), dtype=dout.dtype)
+        xp.put_along_axis(dx, self._argmax, dout.reshape(N, C, 1), axis=2)
+        return dx.reshape(N, C, H, W)
+
+    def _reset_workspace(self):
+        super()._reset_workspace()
+        self._x_shape = self._argmax = self._out = None
+
+    def extra_repr(self):
+        return f"output_size={self.output_size}"

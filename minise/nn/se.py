@@ -1,22 +1,28 @@
 """The Squeeze-and-Excitation block (Hu et al., 2017): squeeze, excite, rescale."""
 from ..backend import get_array_module
-from .activation import ReLU, Sigmoid
+from .activation import ReLU, Sigmoid, Tanh
 from .validate import check_dout, check_input, output_spec, positive_int
 from .linear import Linear
 from .module import Module, Sequential
-from .pooling import AdaptiveAvgPool2d
+from .pooling import AdaptiveAvgPool2d, AdaptiveMaxPool2d
 from .shape import Flatten, Unflatten
 
 SQUEEZE = slice(0, 2)   # sequence[0:2]: global average pool, flatten   -> z: (N, C)
 EXCITE = slice(2, 7)    # sequence[2:7]: FC, ReLU, FC, sigmoid, unflatten -> s: (N, C, 1, 1)
+SQUEEZE_OPS = {"avg": AdaptiveAvgPool2d, "max": AdaptiveMaxPool2d}
+EXCITATION_OPS = {"sigmoid": Sigmoid, "tanh": Tanh, "relu": ReLU}
 
 
 class SEBlock(Module):
-    """SEBlock(input_channels, reduction_ratio, min_hidden=None): recalibrate channels.
+    """SEBlock(input_channels, reduction_ratio, min_hidden=None, squeeze="avg",
+    excitation="sigmoid", bias=(False, True)): recalibrate channels.
 
     x: (N, C, H, W) -> (N, C, H, W), with C = input_channels and hidden width C // r, or
     max(C // r, min_hidden) when ``min_hidden`` is given (at C=16, r=16 the paper's rule
-    leaves a single hidden unit).
+    leaves a single hidden unit). The defaults are the paper's and the seed post's; the
+    options are the paper's ablations: ``squeeze`` "avg" or "max" (global max pooling),
+    ``excitation`` "sigmoid", "tanh" or "relu" (the gate's non-linearity), ``bias`` whether
+    each of the two FC layers has a bias.
 
     squeeze:  z = mean_{h,w} x                                   (N, C)
     excite:   s = sigmoid(W2 relu(W1 z) + b2)                    (N, C, 1, 1)
@@ -31,8 +37,15 @@ class SEBlock(Module):
     After forward, ``z`` and ``s`` stay readable for analysis.
     """
 
-    def __init__(self, input_channels, reduction_ratio, min_hidden=None):
+    def __init__(self, input_channels, reduction_ratio, min_hidden=None, squeeze="avg", excitation="sigmoid",
+                 bias=(False, True)):
         super().__init__()
+        if squeeze not in SQUEEZE_OPS:
+            raise ValueError(f"SEBlock: squeeze must be one of {list(SQUEEZE_OPS)}, got {squeeze!r}")
+        if excitation not in EXCITATION_OPS:
+            raise ValueError(f"SEBlock: excitation must be one of {list(EXCITATION_OPS)}, got {excitation!r}")
+        if not (isinstance(bias, tuple) and len(bias) == 2 and all(isinstance(b, bool) for b in bias)):
+            raise TypeError(f"SEBlock: bias must be a pair of bools (first FC, second FC), got {bias!r}")
         C = positive_int(input_channels, "input_channels", "SEBlock")
         r = positive_int(reduction_ratio, "reduction_ratio", "SEBlock")
         hidden = C // r if min_hidden is None else max(C // r, positive_int(min_hidden, "min_hidden", "SEBlock"))
@@ -40,13 +53,14 @@ class SEBlock(Module):
             raise ValueError(f"SEBlock: input_channels // reduction_ratio = {C} // {r} = 0 hidden "
                              f"units; use reduction_ratio <= {C} or set min_hidden")
         self.input_channels, self.reduction_ratio, self.hidden = C, r, hidden
+        self.squeeze_op, self.excitation_op, self.bias = squeeze, excitation, bias
         self.sequence = Sequential(
-            AdaptiveAvgPool2d((1, 1)),
+            SQUEEZE_OPS[squeeze]((1, 1)),
             Flatten(),
-            Linear(C, hidden, bias=False),
+            Linear(C, hidden, bias=bias[0]),
             ReLU(),
-            Linear(hidden, C),
-            Sigmoid(),
+            Linear(hidden, C, bias=bias[1]),
+            EXCITATION_OPS[excitation](),
             Unflatten(1, (C, 1, 1)),
         )
         self.z = self.s = self._x = self._out = None
@@ -95,9 +109,13 @@ class SEBlock(Module):
         dz = self.excite_backward(ds)
         # x fans out to two paths, so their gradients add: the path through s comes back from
         # the squeeze as dz / (H*W) on every pixel of a channel. It is added by broadcasting,
-        # the same as dx + self.squeeze_backward(dz) without building that (N, C, H, W) array.
-        H, W = self._x.shape[2:]
-        dx += (dz / (H * W))[:, :, None, None]
+        # the same as dx + self.squeeze_backward(dz) without building that (N, C, H, W) array
+        # (max pooling sends dz to one pixel per channel instead: its own backward does that).
+        if self.squeeze_op == "avg":
+            H, W = self._x.shape[2:]
+            dx += (dz / (H * W))[:, :, None, None]
+        else:
+            dx += self.squeeze_backward(dz)
         return dx
 
     def _reset_workspace(self):
@@ -105,7 +123,11 @@ class SEBlock(Module):
         self.z = self.s = self._x = self._out = None
 
     def extra_repr(self):
-        return f"input_channels={self.input_channels}, reduction_ratio={self.reduction_ratio}, hidden={self.hidden}"
+        options = "".join(f", {k}={v!r}" for k, v, default in (("squeeze", self.squeeze_op, "avg"),
+                          ("excitation", self.excitation_op, "sigmoid"), ("bias", self.bias, (False, True)))
+                          if v != default)
+        return (f"input_channels={self.input_channels}, reduction_ratio={self.reduction_ratio}, "
+                f"hidden={self.hidden}{options}")
 
 
 def _forward(modules, x):
