@@ -56,6 +56,12 @@ def standard_cases(seed=0):
     for cin, cout, s, r in [(4, 4, 1, None), (4, 8, 2, None), (4, 4, 1, 2), (3, 6, 2, 3)]:
         block = _randomise_all_bn(BasicBlock(cin, cout, stride=s, reduction_ratio=r), rng)
         yield "BasicBlock", f"{cin}->{cout} s={s} r={r}", block, _x(rng, 2, cin, 4, 4), ()
+    for placement in ("pre", "post", "identity"):
+        for cin, cout, s in [(4, 4, 1), (3, 6, 2)]:
+            block = _randomise_all_bn(BasicBlock(cin, cout, stride=s, reduction_ratio=2, placement=placement), rng)
+            yield "BasicBlock", f"{cin}->{cout} s={s} r=2 {placement}", block, _x(rng, 2, cin, 4, 4), ()
+        block = _randomise_all_bn(SEBottleneck(8, 2, 2, placement=placement), rng)
+        yield "SEBottleneck", f"8->2x4 s=1 r=2 {placement}", block, _x(rng, 2, 8, 4, 4), ()
     for cin, mid, s in [(8, 2, 1), (4, 2, 2)]:
         yield ("Bottleneck", f"{cin}->{mid}x4 s={s}", _randomise_all_bn(Bottleneck(cin, mid, stride=s), rng),
                _x(rng, 2, cin, 4, 4), ())

@@ -46,7 +46,9 @@ def _build(torch, m):
     if isinstance(m, nn.SEBlock):
         return _twin_class(torch, "SEBlock", lambda self, x: x * self.sequence(x))(children)
     if isinstance(m, _Residual):
-        return _twin_class(torch, type(m).__name__, _residual_forward)(children)
+        twin = _twin_class(torch, type(m).__name__, _residual_forward)(children)
+        twin.placement = m.placement
+        return twin
     if isinstance(m, CifarResNet):
         return _twin_class(torch, "CifarResNet", _resnet_forward)(children)
     raise TypeError(f"torch_twin: no PyTorch twin for {type(m).__name__}")
@@ -65,10 +67,11 @@ def _twin_class(torch, name, forward):
 
 
 def _residual_forward(self, x):
-    branch = self.block(x)
-    if hasattr(self, "se_block"):
-        branch = self.se_block(branch)
-    return self.relu(branch + self.shortcut(x))
+    def se(where, t):
+        return self.se_block(t) if hasattr(self, "se_block") and self.placement == where else t
+
+    branch = se("standard", self.block(se("pre", x)))
+    return se("post", self.relu(branch + se("identity", self.shortcut(x))))
 
 
 def _resnet_forward(self, x):
