@@ -14,10 +14,18 @@ BLOCKS = {"basic": (BasicBlock, 6), "bottleneck": (Bottleneck, 9)}
 
 
 class CifarResNet(Module):
-    """x: (N, 3, 32, 32) -> logits (N, num_classes)."""
+    """x: (N, 3, 32, 32) -> logits (N, num_classes).
 
-    def __init__(self, depth, block="basic", num_classes=10, reduction_ratio=None, min_hidden=None):
+    With ``reduction_ratio`` every block of the stages in ``se_stages`` (1, 2, 3) gets an SE
+    block at ``placement``, built with ``min_hidden`` and ``se_options`` (SEBlock's squeeze,
+    excitation and bias).
+    """
+
+    def __init__(self, depth, block="basic", num_classes=10, reduction_ratio=None, min_hidden=None,
+                 placement="standard", se_stages=(1, 2, 3), se_options=None):
         super().__init__()
+        if not set(se_stages) <= {1, 2, 3}:
+            raise ValueError(f"CifarResNet: se_stages must be drawn from (1, 2, 3), got {se_stages!r}")
         if block not in BLOCKS:
             raise ValueError(f"CifarResNet: block must be one of {list(BLOCKS)}, got {block!r}")
         block_class, per_block = BLOCKS[block]
@@ -35,7 +43,8 @@ class CifarResNet(Module):
             for i in range(n):
                 stride = 2 if stage > 1 and i == 0 else 1
                 blocks.append(block_class(channels, width, stride=stride,
-                                          reduction_ratio=reduction_ratio, min_hidden=min_hidden))
+                                          reduction_ratio=reduction_ratio if stage in se_stages else None,
+                                          min_hidden=min_hidden, placement=placement, se_options=se_options))
                 channels = width * block_class.expansion
             setattr(self, f"layer{stage}", Sequential(*blocks))
         self.avgpool = AdaptiveAvgPool2d((1, 1))
@@ -60,9 +69,10 @@ class CifarResNet(Module):
         return f"depth={self.depth}, block={self.block_type!r}, reduction_ratio={self.reduction_ratio}"
 
 
-def cifar_resnet(depth, block="basic", num_classes=10, reduction_ratio=None, min_hidden=None):
+def cifar_resnet(depth, block="basic", num_classes=10, reduction_ratio=None, min_hidden=None,
+                 placement="standard", se_stages=(1, 2, 3), se_options=None):
     """A CIFAR ResNet of ``depth`` layers; an SE-ResNet when ``reduction_ratio`` is given."""
-    return CifarResNet(depth, block, num_classes, reduction_ratio, min_hidden)
+    return CifarResNet(depth, block, num_classes, reduction_ratio, min_hidden, placement, se_stages, se_options)
 
 
 def resnet20(num_classes=10):

@@ -327,3 +327,17 @@ def test_packaged_twin_has_the_same_structure_as_the_scratch_model():
     assert list(packaged.state_dict()) == list(scratch.state_dict())
     assert [name for name, _ in packaged.named_children()] == TOP_LEVEL
     assert sum(p.numel() for p in packaged.parameters()) == SE_RESNET20_MIN4_PARAMS
+
+
+def test_se_in_selected_stages_and_placements():
+    model = cifar_resnet(20, reduction_ratio=16, min_hidden=4, se_stages=(3,))
+    with_se = [name for name, m in model.named_modules() if type(m).__name__ == "SEBlock"]
+    assert with_se and all(name.startswith("layer3.") for name in with_se)
+    assert len(with_se) == 3
+    for placement in ("pre", "post", "identity"):
+        nn_model = cifar_resnet(20, reduction_ratio=4, placement=placement, se_options={"squeeze": "max"}).double()
+        x = np.random.default_rng(1).standard_normal((2, 3, 32, 32))
+        twin = torch_twin(nn_model.eval())
+        np.testing.assert_allclose(nn_model(x), twin(torch.from_numpy(x)).detach().numpy(), rtol=1e-9, atol=1e-10)
+    with pytest.raises(ValueError, match=r"se_stages must be drawn from \(1, 2, 3\)"):
+        cifar_resnet(20, reduction_ratio=16, se_stages=(4,))
