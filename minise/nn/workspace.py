@@ -29,8 +29,3 @@ def scratch(name, shape, dtype, xp):
     """A temporary shared by every layer; valid until the next request for the same name."""
     key = (name, tuple(shape), str(dtype), xp.__name__)
     return reuse(_SCRATCH, key, shape, dtype, xp)
-
-
-def clear_scratch():
-    """Free the shared temporaries (e.g. before measuring memory)."""
-    _SCRATCH.clear()
