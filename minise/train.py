@@ -27,6 +27,8 @@ from . import models, nn
 from .backend import check_device, to_device, to_numpy
 from .checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from .data import channel_stats, iterate_batches, load_cifar10, load_cifar100, normalize, random_crop_flip, subset
+from .models.blocks import PLACEMENTS
+from .nn.se import EXCITATION_OPS, SQUEEZE_OPS
 from .optim import SGD
 from .optim.lr_scheduler import CosineAnnealingLR, MultiStepLR, OneCycleLR
 
@@ -41,6 +43,10 @@ class TrainConfig:
     model: str = "se_resnet20"
     reduction_ratio: int = 16
     min_hidden: int = 4          # the recipe's SE hidden width floor: max(C // r, 4)
+    placement: str = "standard"  # where the SE block sits in a residual block (the paper's Fig. 5)
+    se_stages: list = dataclasses.field(default_factory=lambda: [1, 2, 3])  # stages with SE blocks
+    squeeze: str = "avg"
+    excitation: str = "sigmoid"
     dataset: str = "cifar10"
     epochs: int = 30
     batch_size: int = 128
@@ -57,6 +63,9 @@ class TrainConfig:
     device: str = "cpu"
     out: str = "runs/latest"
 
+    def __post_init__(self):
+        self.se_stages = list(self.se_stages)    # a list, as it comes back from JSON
+
 
 class TrainingError(RuntimeError):
     """Training stopped: the loss became non-finite."""
@@ -65,19 +74,24 @@ class TrainingError(RuntimeError):
 def check_config(config):
     """Reject unknown names before any data is loaded."""
     for field, choices in (("model", MODELS), ("schedule", SCHEDULES), ("dataset", DATASETS),
-                           ("device", ("cpu", "cuda"))):
+                           ("device", ("cpu", "cuda")), ("placement", PLACEMENTS),
+                           ("squeeze", list(SQUEEZE_OPS)), ("excitation", list(EXCITATION_OPS))):
         if getattr(config, field) not in choices:
             raise ValueError(f"unknown {field} {getattr(config, field)!r}; choose from {list(choices)}")
+    if not set(config.se_stages) <= {1, 2, 3}:
+        raise ValueError(f"se_stages must be drawn from 1, 2, 3; got {config.se_stages!r}")
 
 
 def build_model(config):
     check_config(config)
     num_classes = 100 if config.dataset == "cifar100" else 10
-    factory = getattr(models, config.model)
-    if config.model.startswith("se_"):
-        return factory(num_classes=num_classes, reduction_ratio=config.reduction_ratio,
-                       min_hidden=config.min_hidden or None)
-    return factory(num_classes=num_classes)
+    depth = int(config.model.rsplit("resnet", 1)[1])          # "se_resnet20" -> 20
+    if not config.model.startswith("se_"):
+        return models.cifar_resnet(depth, num_classes=num_classes)
+    return models.cifar_resnet(depth, num_classes=num_classes, reduction_ratio=config.reduction_ratio,
+                               min_hidden=config.min_hidden or None, placement=config.placement,
+                               se_stages=tuple(config.se_stages),
+                               se_options={"squeeze": config.squeeze, "excitation": config.excitation})
 
 
 class Prepared(NamedTuple):
@@ -272,6 +286,11 @@ def parse_args(argv=None):
     p.add_argument("--reduction-ratio", type=int, default=d.reduction_ratio)
     p.add_argument("--min-hidden", type=int, default=d.min_hidden,
                    help="floor on the SE hidden width (0: the paper's C // r)")
+    p.add_argument("--placement", default=d.placement, choices=PLACEMENTS, help="SE block position")
+    p.add_argument("--se-stages", default=",".join(map(str, d.se_stages)),
+                   type=lambda text: tuple(int(v) for v in text.split(",")), help="stages with SE blocks")
+    p.add_argument("--squeeze", default=d.squeeze, choices=list(SQUEEZE_OPS))
+    p.add_argument("--excitation", default=d.excitation, choices=list(EXCITATION_OPS))
     p.add_argument("--dataset", default=d.dataset, choices=["cifar10", "cifar100"])
     p.add_argument("--epochs", type=int, default=d.epochs)
     p.add_argument("--batch-size", type=int, default=d.batch_size)

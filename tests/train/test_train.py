@@ -298,3 +298,18 @@ def test_unknown_setting_is_a_clear_error(make_config, tmp_path, field, value):
     with pytest.raises(ValueError) as info:
         train(make_config(tmp_path / "run", **{field: value}), progress=False)
     assert repr(value) in str(info.value) and len(str(info.value)) > len(repr(value)) + 10
+
+
+def test_se_options_reach_the_model():
+    config = TrainConfig(model="se_resnet20", placement="identity", se_stages=(2, 3), squeeze="max",
+                         excitation="tanh", min_hidden=0)
+    model = build_model(config)
+    blocks = list(model.layer1) + list(model.layer2) + list(model.layer3)
+    assert [b.se_block is None for b in blocks] == [True] * 3 + [False] * 6
+    se = model.layer3[0].se_block
+    assert (model.layer3[0].placement, se.squeeze_op, se.excitation_op, se.hidden) == ("identity", "max", "tanh", 4)
+    assert build_model(TrainConfig(model="resnet56")).depth == 56
+    with pytest.raises(ValueError, match=r"unknown placement 'inside'"):
+        build_model(TrainConfig(placement="inside"))
+    with pytest.raises(ValueError, match=r"se_stages must be drawn from 1, 2, 3"):
+        build_model(TrainConfig(se_stages=(0,)))
