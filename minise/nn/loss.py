@@ -1,5 +1,5 @@
 """Softmax cross-entropy, the classification loss."""
-from ..backend import get_array_module, is_array
+from ..backend import device_of, get_array_module, is_array
 from .validate import check_input, describe
 from .module import Module
 
@@ -32,7 +32,8 @@ class CrossEntropyLoss(Module):
             raise ValueError(f"{describe(self)}: target must have shape {(N,)} to match logits "
                              f"{tuple(logits.shape)}, got {tuple(target.shape)}")
         if get_array_module(target) is not xp:
-            raise TypeError(f"{describe(self)}: logits and target must be on the same device")
+            raise TypeError(f"{describe(self)}: logits and target must be on the same device, got logits on "
+                            f"{device_of(logits)} and target on {device_of(target)}")
         if N and (int(target.min()) < 0 or int(target.max()) >= K):
             raise ValueError(f"{describe(self)}: target values must be in [0, {K}), got range "
                              f"[{int(target.min())}, {int(target.max())}]")

@@ -1,7 +1,6 @@
 """SE placements in the residual blocks (the SE-Net paper's Fig. 5) against PyTorch twins."""
 import numpy as np
 import pytest
-import torch
 
 from minise import nn
 from minise.models import BasicBlock, Bottleneck, SEBottleneck
@@ -19,24 +18,11 @@ BLOCKS = {
 @pytest.mark.parametrize("placement", PLACEMENTS)
 @pytest.mark.parametrize("kind", list(BLOCKS))
 @pytest.mark.parametrize("train", [True, False], ids=["train", "eval"])
-def test_placement_matches_pytorch(kind, placement, train):
+def test_placement_matches_pytorch(kind, placement, train, parity, gen):
     nn.manual_seed(7)
     block = BLOCKS[kind](placement).double().train(train)
-    twin = torch_twin(block)
-    channels = block.block[0].in_channels
-    rng = np.random.default_rng(8)
-    x = rng.standard_normal((3, channels, 6, 6))
-    out = block(x)
-    dout = rng.standard_normal(out.shape)
-    dx = block.backward(dout)
-    xt = torch.from_numpy(x.copy()).requires_grad_()
-    out_t = twin(xt)
-    out_t.backward(torch.from_numpy(dout))
-    np.testing.assert_allclose(out, out_t.detach().numpy(), rtol=1e-10, atol=1e-10)
-    np.testing.assert_allclose(dx, xt.grad.numpy(), rtol=1e-10, atol=1e-10)
-    grads = dict(twin.named_parameters())
-    for name, p in block.named_parameters():
-        np.testing.assert_allclose(p.grad, grads[name].grad.numpy(), rtol=1e-9, atol=1e-10, err_msg=name)
+    x = gen.standard_normal((3, block.block[0].in_channels, 6, 6))
+    parity.forward_backward(block, torch_twin(block), x, np.float64, gen, what=f"{kind} {placement}")
 
 
 def test_pre_placement_squeezes_the_block_input_and_others_its_output():

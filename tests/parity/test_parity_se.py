@@ -2,21 +2,9 @@
 import numpy as np
 import pytest
 import torch
-from torch import nn
 
 import minise.nn as mnn
-
-
-class SEBlock(nn.Module):
-    def __init__(self, input_channels, reduction_ratio):
-        super().__init__()
-        self.sequence = nn.Sequential(
-            nn.AdaptiveAvgPool2d((1, 1)), nn.Flatten(),
-            nn.Linear(input_channels, input_channels // reduction_ratio, bias=False), nn.ReLU(),
-            nn.Linear(input_channels // reduction_ratio, input_channels), nn.Sigmoid(),
-            nn.Unflatten(1, (input_channels, 1, 1)))
-    def forward(self, x):
-        return x * self.sequence(x)
+from seed_post import SEBlock
 
 
 SE_CASES = [(64, 16, (2, 64, 4, 4)), (32, 4, (3, 32, 4, 4)), (7, 3, (2, 7, 3, 5)), (7, 3, (1, 7, 1, 1)),

@@ -1,7 +1,6 @@
 """The SE block's ablation options (squeeze, excitation, biases, min_hidden) against PyTorch twins."""
 import numpy as np
 import pytest
-import torch
 
 from minise import nn
 from minise.twins import torch_twin
@@ -12,24 +11,11 @@ OPTIONS = [dict(), dict(squeeze="max"), dict(excitation="tanh"), dict(excitation
 
 
 @pytest.mark.parametrize("options", OPTIONS, ids=lambda o: ",".join(f"{k}={v}" for k, v in o.items()) or "default")
-def test_se_options_match_pytorch(options):
+def test_se_options_match_pytorch(options, parity, gen):
     nn.manual_seed(3)
     block = nn.SEBlock(12, 4, **options).double()
-    twin = torch_twin(block)
-    rng = np.random.default_rng(4)
-    x = rng.standard_normal((3, 12, 5, 4))
-    dout = rng.standard_normal(x.shape)
-    out = block(x)
-    dx = block.backward(dout)
-    xt = torch.from_numpy(x.copy()).requires_grad_()
-    out_t = twin(xt)
-    out_t.backward(torch.from_numpy(dout))
-    np.testing.assert_allclose(out, out_t.detach().numpy(), rtol=1e-10, atol=1e-12)
-    np.testing.assert_allclose(dx, xt.grad.numpy(), rtol=1e-10, atol=1e-12)
-    torch_grads = dict(twin.named_parameters())
-    assert sorted(torch_grads) == sorted(name for name, _ in block.named_parameters())
-    for name, p in block.named_parameters():
-        np.testing.assert_allclose(p.grad, torch_grads[name].grad.numpy(), rtol=1e-10, atol=1e-12, err_msg=name)
+    parity.forward_backward(block, torch_twin(block), gen.standard_normal((3, 12, 5, 4)), np.float64, gen,
+                            what=f"SEBlock {options}")
 
 
 def test_se_option_errors_name_the_choices():
