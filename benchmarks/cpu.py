@@ -49,11 +49,12 @@ def _layer_row(torch, make, shape, backward=True, device="cpu"):
     return run_minise, run_torch
 
 
-def _train_step_row(torch, make, batch=128, device="cpu", sides=("minise", "torch")):
+def _train_step_row(torch, make, batch=128, device="cpu", sides=("minise", "torch"), graph=False):
     """One SGD step: forward, cross-entropy, backward, update. ``sides`` limits what is built
-    (the memory probe builds one framework only)."""
-    from minise import nn
+    (the memory probe builds one framework only); ``graph``: minise replays the step from a
+    CUDA graph (minise.step.TrainStep), torch stays eager."""
     from minise.optim import SGD
+    from minise.step import TrainStep
     model = make()
     rng = numpy.random.default_rng(0)
     x_host = rng.standard_normal((batch, 3, 32, 32), dtype=numpy.float32)
@@ -72,16 +73,12 @@ def _train_step_row(torch, make, batch=128, device="cpu", sides=("minise", "torc
     if "minise" in sides:
         model.to(device)
         x, y = to_device(x_host, device), to_device(y_host, device)
-        loss_fn = nn.CrossEntropyLoss()
-        opt = SGD(model.parameters(), lr=0.01, momentum=0.9, nesterov=True, weight_decay=5e-4)
+        step = TrainStep(model, SGD(model.parameters(), lr=0.01, momentum=0.9, nesterov=True, weight_decay=5e-4),
+                         graph=graph)
 
         def run_minise():
-            opt.zero_grad()
-            loss_fn(model(x), y)
-            model.backward(loss_fn.backward())
-            opt.step()
+            step(x, y)
     return run_minise, run_torch
-
 
 
 def rows(torch, device="cpu", sides=("minise", "torch")):
@@ -104,6 +101,13 @@ def rows(torch, device="cpu", sides=("minise", "torch")):
         "linear": ("Linear 512->10 (128,512) fwd+bwd", layer(lambda: nn.Linear(512, 10), (128, 512))),
         "resnet20": ("ResNet-20 SGD step, batch 128", step(resnet20)),
         "se_resnet20": ("SE-ResNet-20 SGD step, batch 128", step(lambda: se_resnet20(min_hidden=4))),
+        **({} if device == "cpu" else {
+            "resnet20_graph": ("ResNet-20 SGD step, batch 128, minise from a CUDA graph",
+                               lambda: _train_step_row(torch, resnet20, device=device, graph=True)),
+            "se_resnet20_graph": ("SE-ResNet-20 SGD step, batch 128, minise from a CUDA graph",
+                                  lambda: _train_step_row(torch, lambda: se_resnet20(min_hidden=4), device=device,
+                                                          graph=True)),
+        }),
     }
 
 

@@ -4,6 +4,8 @@ Every layer asks ``xp = get_array_module(x)`` of its input and does its math wit
 the same code runs on the CPU (NumPy arrays) and on the GPU (CuPy arrays). Nothing else in
 minise imports CuPy.
 """
+import contextlib
+
 import numpy
 
 try:  # CuPy is an optional extra: ``pip install -e .[gpu]``
@@ -65,3 +67,146 @@ def to_numpy(x):
     if cupy is not None and isinstance(x, cupy.ndarray):
         return cupy.asnumpy(x)
     return numpy.asarray(x)
+
+
+def matmul(a, b, out=None):
+    """``a @ b`` (``out``: a C-contiguous buffer for the result).
+
+    NumPy: ``numpy.matmul``. CuPy, for 2-D float32/float64 matrices: cuBLAS called directly,
+    through a handle of our own (``_Cublas``), because CuPy refuses to call cuBLAS while a CUDA
+    graph is being recorded (``CudaGraph``), although cuBLAS itself supports it. Using the one
+    path eagerly too keeps recorded and eager steps bit for bit equal.
+    """
+    xp = get_array_module(a)
+    if xp is numpy or a.dtype not in _Cublas.GEMM or a.ndim != 2 or b.ndim != 2:
+        return xp.matmul(a, b, out=out)
+    global _cublas
+    if _cublas is None:
+        _cublas = _Cublas()
+    return _cublas.gemm(a, b, out)
+
+
+def multiply_sum(subscripts, a, b):
+    """``einsum(subscripts, a, b)`` where both operands have the same axes and the output keeps
+    some of them, e.g. ``"ncl,ncl->c"``: sum(a * b) over the other axes.
+
+    NumPy's einsum does it without a temporary; CuPy's calls cuBLAS, which a CUDA graph can't
+    record through CuPy, so on CuPy it is the product and then a sum.
+    """
+    inputs, _, output = subscripts.partition("->")
+    axes, _, other = inputs.partition(",")
+    if axes != other or "".join(c for c in axes if c in output) != output:
+        raise ValueError(f"multiply_sum: expected subscripts like 'ncl,ncl->c' (the same axes twice, "
+                         f"the output's in input order), got {subscripts!r}")
+    if get_array_module(a) is numpy:
+        return numpy.einsum(subscripts, a, b)
+    return (a * b).sum(axis=tuple(i for i, c in enumerate(axes) if c not in output))
+
+
+class _Cublas:
+    """Row-major GEMMs through cuBLAS's C API (ctypes), with a handle and workspace of our own,
+    so that a CUDA graph can record them. cuBLAS is column-major: a C-contiguous (r, c) array
+    is its transpose with leading dimension c, so C = A @ B is computed as C^T = B^T A^T."""
+
+    GEMM = {numpy.dtype("float32"): "cublasSgemm_v2", numpy.dtype("float64"): "cublasDgemm_v2"}
+    WORKSPACE_BYTES = 32 << 20        # cuBLAS's own size on Hopper; set, so capture never allocates
+
+    def __init__(self):
+        import ctypes
+
+        cupy.cuda.device.get_cublas_handle()               # makes CuPy load libcublas
+        with open("/proc/self/maps") as maps:
+            path = next(line.split()[-1] for line in maps if "libcublas.so" in line)
+        self.ctypes, self.lib = ctypes, ctypes.CDLL(path)
+        self.handle = ctypes.c_void_p()
+        self._check(self.lib.cublasCreate_v2(ctypes.byref(self.handle)), "cublasCreate")
+        self.workspace = cupy.empty(self.WORKSPACE_BYTES, dtype=numpy.uint8)
+        self._check(self.lib.cublasSetWorkspace_v2(self.handle, ctypes.c_void_p(self.workspace.data.ptr),
+                                                   ctypes.c_size_t(self.WORKSPACE_BYTES)), "cublasSetWorkspace")
+
+    def _check(self, status, what):
+        if status != 0:
+            raise RuntimeError(f"{what} failed with cuBLAS status {status}")
+
+    def _operand(self, x):
+        """(x, op, leading dimension) for x as the column-major transpose of a row-major matrix."""
+        if x.flags.c_contiguous:
+            return x, 0, x.shape[1]                     # CUBLAS_OP_N
+        if x.flags.f_contiguous:
+            return x, 1, x.shape[0]                     # x.T is C-contiguous: CUBLAS_OP_T
+        x = cupy.ascontiguousarray(x)
+        return x, 0, x.shape[1]
+
+    def gemm(self, a, b, out=None):
+        (m, k), (k2, n) = a.shape, b.shape
+        if k != k2 or a.dtype != b.dtype:
+            raise ValueError(f"matmul: cannot multiply {a.dtype} {a.shape} by {b.dtype} {b.shape}")
+        if out is None:
+            out = cupy.empty((m, n), dtype=a.dtype)
+        elif out.shape != (m, n) or out.dtype != a.dtype or not out.flags.c_contiguous:
+            raise ValueError(f"matmul: out must be C-contiguous {a.dtype} {(m, n)}, got {out.dtype} {out.shape}")
+        if m == 0 or n == 0 or k == 0:
+            out[...] = 0
+            return out
+        a, op_a, lda = self._operand(a)
+        b, op_b, ldb = self._operand(b)
+        c = self.ctypes
+        scalar = c.c_float if a.dtype == numpy.float32 else c.c_double
+        one, zero = scalar(1), scalar(0)
+        self._check(self.lib.cublasSetStream_v2(self.handle, c.c_void_p(cupy.cuda.get_current_stream().ptr)),
+                    "cublasSetStream")
+        self._check(getattr(self.lib, self.GEMM[a.dtype])(
+            self.handle, op_b, op_a, n, m, k, c.byref(one), c.c_void_p(b.data.ptr), ldb,
+            c.c_void_p(a.data.ptr), lda, c.byref(zero), c.c_void_p(out.data.ptr), n), "cublas gemm")
+        return out
+
+
+_cublas = None        # the _Cublas handle, made at the first CuPy matmul
+
+
+class CudaGraph:
+    """GPU work recorded once as a CUDA graph and replayed with one launch.
+
+        graph = CudaGraph()
+        graph.run(step)       # an ordinary call, on the graph's stream and memory pool
+        graph.record(step)    # records the kernels step() launches; runs none of them
+        graph.replay()        # runs them all, on the same arrays
+
+    A replay repeats the recorded kernels on the recorded addresses, so ``fn`` must work on
+    arrays that outlive the graph (updating state in place) and must not read values back to
+    the host. Everything runs on one stream that is ordered with the default stream, and draws
+    from a private memory pool: memory the recorded kernels use stays reserved for them,
+    whatever other code allocates or frees between replays. Run ``fn`` once with ``run`` before
+    ``record``: that compiles its kernels and fills the pool.
+    """
+
+    def __init__(self):
+        if cupy is None:
+            raise RuntimeError(f"CUDA graphs need CuPy, which is not installed: {GPU_INSTALL_HINT}")
+        self.pool = cupy.cuda.MemoryPool()
+        self.stream = cupy.cuda.Stream()      # a blocking stream: no overlap with default-stream work
+        self.graph = None
+
+    def run(self, fn):
+        with self._context():
+            return fn()
+
+    def record(self, fn):
+        with self._context():
+            # "relaxed": a first-time allocation inside fn may call cudaMalloc, which is allowed
+            self.stream.begin_capture(cupy.cuda.runtime.streamCaptureModeRelaxed)
+            try:
+                fn()
+            except BaseException:
+                self.stream.end_capture()     # leave the stream usable; the partial graph is dropped
+                raise
+            self.graph = self.stream.end_capture()
+
+    def replay(self):
+        self.graph.launch(self.stream)
+
+    @contextlib.contextmanager
+    def _context(self):
+        """The graph's memory pool and stream."""
+        with cupy.cuda.using_allocator(self.pool.malloc), self.stream:
+            yield

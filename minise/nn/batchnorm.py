@@ -1,5 +1,5 @@
 """Batch normalisation over the batch (and spatial) axes, with PyTorch's running statistics."""
-from ..backend import get_array_module
+from ..backend import get_array_module, multiply_sum
 from .validate import check_dout, check_input, describe, output_spec, positive_int
 from .init import ones, zeros
 from .module import Module
@@ -52,7 +52,7 @@ class _BatchNorm(Module):
                                  f"got input shape {tuple(x.shape)}")
             mean = xp.einsum("ncl->c", x3) / M
             xc = xp.subtract(x3, mean[:, None], out=self.workspace("x_centered", x3.shape, x.dtype, xp))
-            var = xp.einsum("ncl,ncl->c", xc, xc) / M       # biased variance
+            var = multiply_sum("ncl,ncl->c", xc, xc) / M    # biased variance
             self._update_running_stats(mean, var, M)
         else:
             xc = x3 - self.running_mean[:, None]
@@ -79,7 +79,7 @@ class _BatchNorm(Module):
         xc, inv_std = self._xc, self._inv_std                # xhat = xc * inv_std
         d3 = dout.reshape(xc.shape)
         dbeta = xp.einsum("ncl->c", d3)
-        dgamma = xp.einsum("ncl,ncl->c", d3, xc) * inv_std  # sum(dout * xhat)
+        dgamma = multiply_sum("ncl,ncl->c", d3, xc) * inv_std   # sum(dout * xhat)
         self.weight.grad += dgamma
         self.bias.grad += dbeta
         scale = self.weight.data * inv_std                  # gamma / sqrt(var + eps)

@@ -1,5 +1,5 @@
 """2-D convolution, forward and backward, as im2col plus one matrix product per pass."""
-from ..backend import get_array_module
+from ..backend import get_array_module, matmul
 from .validate import check_dout, check_input, describe, output_spec, pair, positive_int
 from .im2col import col2im, im2col, output_size, pad_input
 from .init import uniform_fan_in
@@ -45,7 +45,7 @@ class Conv2d(Module):
         if Ho < 1 or Wo < 1:
             raise ValueError(f"{describe(self)}: input of spatial size {(H, W)} padded by {(ph, pw)} "
                              f"is smaller than the kernel {(kh, kw)}")
-        out = self.weight.data.reshape(self.out_channels, -1) @ self._columns(x)   # (O, N*Ho*Wo)
+        out = matmul(self.weight.data.reshape(self.out_channels, -1), self._columns(x))   # (O, N*Ho*Wo)
         if self.bias is not None:
             out += self.bias.data[:, None]
         out = xp.ascontiguousarray(out.reshape(self.out_channels, N, Ho, Wo).transpose(1, 0, 2, 3))
@@ -74,7 +74,7 @@ class Conv2d(Module):
         dout_mat = dout.transpose(1, 0, 2, 3).reshape(O, -1)                   # (O, N*Ho*Wo)
         # dW = dout_mat @ cols.T, computed as (cols @ dout_mat.T).T: the same numbers, but
         # OpenBLAS runs this order tens of times faster when N*Ho*Wo is long and O is small.
-        self.weight.grad += (self._columns(self._x) @ dout_mat.T).T.reshape(self.weight.data.shape)
+        self.weight.grad += matmul(self._columns(self._x), dout_mat.T).T.reshape(self.weight.data.shape)
         if self.bias is not None:
             self.bias.grad += dout_mat.sum(axis=1)
         (kh, kw), (ph, pw) = self.kernel_size, self.padding
@@ -97,7 +97,7 @@ class Conv2d(Module):
         cols = im2col(dout_pad, self.kernel_size, (1, 1),
                       out=scratch("dout_cols", (O * kh * kw, N * H * W), dout.dtype, xp))
         w_flipped = self.weight.data[:, :, ::-1, ::-1].transpose(1, 0, 2, 3).reshape(C, -1)  # (C, O*kh*kw)
-        return xp.ascontiguousarray((w_flipped @ cols).reshape(C, N, H, W).transpose(1, 0, 2, 3))
+        return xp.ascontiguousarray(matmul(w_flipped, cols).reshape(C, N, H, W).transpose(1, 0, 2, 3))
 
     def _dx_col2im(self, dout_mat):
         """Any stride: each patch's gradient W_mat.T @ dout_mat is added back where it came from."""
@@ -105,7 +105,7 @@ class Conv2d(Module):
         N, C, H, W = self._x.shape
         (kh, kw), (ph, pw), O = self.kernel_size, self.padding, self.out_channels
         dcols = scratch("dcols", (C * kh * kw, dout_mat.shape[1]), dout_mat.dtype, xp)
-        xp.matmul(self.weight.data.reshape(O, -1).T, dout_mat, out=dcols)      # (C*kh*kw, N*Ho*Wo)
+        matmul(self.weight.data.reshape(O, -1).T, dout_mat, out=dcols)         # (C*kh*kw, N*Ho*Wo)
         dx_padded = scratch("dx_padded", (N, C, H + 2 * ph, W + 2 * pw), dout_mat.dtype, xp)
         return col2im(dcols, self._x.shape, self.kernel_size, self.stride, self.padding, out=dx_padded).copy()
 

@@ -5,8 +5,8 @@ x[n, :, ho*sh : ho*sh+kh, wo*sw : wo*sw+kw] (of the padded input). Stacking ever
 column gives ``cols`` of shape (C*kh*kw, N*Ho*Wo), and the convolution becomes
 ``W.reshape(O, C*kh*kw) @ cols``.
 
-``im2col`` builds the patches with ``sliding_window_view``: a strided *view* of the input, no
-copy, no Python loop; the single copy is into the ``cols`` matrix that the matrix product needs.
+``im2col`` builds the patches as a strided *view* of the input (``as_strided``), no copy, no
+Python loop; the single copy is into the ``cols`` matrix that the matrix product needs.
 """
 from ..backend import get_array_module
 
@@ -45,11 +45,15 @@ def im2col(x_padded, kernel_size, stride, out=None):
     """
     xp = get_array_module(x_padded)
     (kh, kw), (sh, sw) = kernel_size, stride
-    N, C = x_padded.shape[:2]
-    # windows[n, c, ho, wo, i, j] = x_padded[n, c, ho*sh + i, wo*sw + j]  (a view, no copy)
-    windows = xp.lib.stride_tricks.sliding_window_view(x_padded, (kh, kw), axis=(2, 3))
-    windows = windows[:, :, ::sh, ::sw]
-    Ho, Wo = windows.shape[2:4]
+    N, C, Hp, Wp = x_padded.shape
+    Ho, Wo = (Hp - kh) // sh + 1, (Wp - kw) // sw + 1
+    # windows[n, c, ho, wo, i, j] = x_padded[n, c, ho*sh + i, wo*sw + j]: a view, no copy. A step
+    # of ho moves sh rows and a step of i one row, so both walk the row stride (likewise wo, j).
+    # (numpy's sliding_window_view(x_padded, (kh, kw), axis=(2, 3))[:, :, ::sh, ::sw] is the same
+    # view; CuPy's copies the window shape to the device, which a CUDA graph may not record.)
+    sN, sC, sH, sW = x_padded.strides
+    windows = xp.lib.stride_tricks.as_strided(x_padded, shape=(N, C, Ho, Wo, kh, kw),
+                                              strides=(sN, sC, sH * sh, sW * sw, sH, sW))
     if out is None:
         out = xp.empty((C * kh * kw, N * Ho * Wo), dtype=x_padded.dtype)
     # the one copy: reorder the view to (c, i, j, n, ho, wo) straight into the matrix

@@ -1,4 +1,5 @@
 """The fully connected layer."""
+from ..backend import matmul
 from .validate import check_dout, check_input, output_spec, positive_int
 from .init import uniform_fan_in
 from .module import Module
@@ -23,7 +24,7 @@ class Linear(Module):
 
     def forward(self, x):
         check_input(self, x, ndim=2, channels=self.in_features)
-        out = x @ self.weight.data.T
+        out = matmul(x, self.weight.data.T)
         if self.bias is not None:
             out += self.bias.data
         self._x, self._out = x, output_spec(out)
@@ -31,10 +32,10 @@ class Linear(Module):
 
     def backward(self, dout):
         check_dout(self, dout, self._out)
-        self.weight.grad += dout.T @ self._x
+        self.weight.grad += matmul(dout.T, self._x)
         if self.bias is not None:
             self.bias.grad += dout.sum(axis=0)
-        return dout @ self.weight.data
+        return matmul(dout, self.weight.data)
 
     def _reset_workspace(self):
         super()._reset_workspace()

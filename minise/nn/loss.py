@@ -7,7 +7,8 @@ from .module import Module
 class CrossEntropyLoss(Module):
     """CrossEntropyLoss(label_smoothing=0.0), mean over the batch.
 
-    logits: (N, K) floats, target: (N,) integer class indices -> a Python float.
+    logits: (N, K) floats, target: (N,) integer class indices -> a Python float
+    (``forward_array``: the same as a 0-d array, left on the device).
     With p = softmax(logits) and q = (1 - e) * onehot(target) + e / K (e = label_smoothing):
         loss = -(1/N) sum_n sum_k q[n, k] * log p[n, k]
         dlogits = (p - q) / N                 (returned by backward())
@@ -37,21 +38,28 @@ class CrossEntropyLoss(Module):
         if N and (int(target.min()) < 0 or int(target.max()) >= K):
             raise ValueError(f"{describe(self)}: target values must be in [0, {K}), got range "
                              f"[{int(target.min())}, {int(target.max())}]")
-        shifted = logits - logits.max(axis=1, keepdims=True)
-        log_probs = shifted - xp.log(xp.exp(shifted).sum(axis=1, keepdims=True))
-        e = self.label_smoothing
-        q = xp.full(logits.shape, e / K, dtype=logits.dtype)
-        q[xp.arange(N), target] += 1 - e
-        # -sum(q * log p), written so that a masked class (logit -inf, q = 0) adds 0, not NaN
-        loss = -float((1 - e) * log_probs[xp.arange(N), target].sum()) / N
-        if e:
-            loss -= float(e / K * log_probs.sum()) / N
+        loss = float(self.forward_array(logits, target))
         if loss != loss or loss in (float("inf"), float("-inf")):
             bad = int((~xp.isfinite(logits)).sum())
             raise FloatingPointError(f"{describe(self)}: the loss is {loss}; the logits hold {bad} "
                                      f"non-finite value(s) (NaN or inf) - check the learning rate and input")
-        self._probs, self._q = xp.exp(log_probs), q
         return loss
+
+    def forward_array(self, logits, target):
+        """The loss as a 0-d array on the logits' device, with no checks that read values back
+        to the host: no synchronisation, so a CUDA graph can record it (``minise.step``).
+        ``forward`` is this plus the checks."""
+        xp = get_array_module(logits)
+        N, K = logits.shape
+        shifted = logits - logits.max(axis=1, keepdims=True)
+        log_probs = shifted - xp.log(xp.exp(shifted).sum(axis=1, keepdims=True))
+        e = self.label_smoothing
+        onehot = (target[:, None] == xp.arange(K)).astype(logits.dtype)     # (N, K)
+        q = onehot * (1 - e) + e / K
+        # -sum(q * log p), written so that a masked class (logit -inf, q = 0) adds 0, not NaN
+        loss = -(q * xp.where(q > 0, log_probs, 0)).sum()
+        self._probs, self._q = xp.exp(log_probs), q
+        return loss / N
 
     def backward(self, dout=None):
         """Gradient of the mean loss with respect to the logits: (N, K)."""

@@ -1,5 +1,5 @@
 """The Squeeze-and-Excitation block (Hu et al., 2017): squeeze, excite, rescale."""
-from ..backend import get_array_module
+from ..backend import multiply_sum
 from .activation import ReLU, Sigmoid, Tanh
 from .validate import check_dout, check_input, output_spec, positive_int
 from .linear import Linear
@@ -90,8 +90,7 @@ class SEBlock(Module):
     @staticmethod
     def rescale_backward(dout, x, s):
         """The product rule: returns (dx = dout * s, ds = sum_{h,w} dout * x)."""
-        xp = get_array_module(dout)
-        ds = xp.einsum("nchw,nchw->nc", dout, x)          # sum over h, w without a temporary
+        ds = multiply_sum("nchw,nchw->nc", dout, x)       # sum of dout * x over h, w
         return dout * s, ds[:, :, None, None]
 
     # ---- the block ----------------------------------------------------------------------

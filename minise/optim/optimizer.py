@@ -52,11 +52,16 @@ class Optimizer:
     # turns them back into Python ints, whatever carried them (a 0-d array from an .npz file,
     # a torch tensor).
     _scalar_state_keys = ()
+    # Hyper-parameters a scheduler may change between steps, which ``step()`` can read from the
+    # device (``keep_on_device``); empty where ``step()`` also does host arithmetic with state
+    # (Adam's bias corrections use the step count), so that it can't be recorded as a CUDA graph.
+    _device_keys = ()
 
     def __init__(self, params, defaults):
         self.defaults = dict(defaults)
         self.state = {}          # Parameter -> {"momentum_buffer": array, ...}
         self.param_groups = []
+        self._on_device = None   # per group, {key: 0-d device array} once keep_on_device is called
         self._validate_group(self.defaults)
 
         if isinstance(params, (Parameter, dict)) or is_array(params):
@@ -144,6 +149,36 @@ class Optimizer:
         """Update every parameter from its ``.grad``. ``closure``, if given, is called first
         and its value (the loss) returned, as in PyTorch."""
         raise NotImplementedError
+
+    # ---- hyper-parameters on the device, for CUDA graphs ---------------------------------
+    @property
+    def capturable(self):
+        """True where ``step()`` is array work only, so a CUDA graph can record it."""
+        return bool(self._device_keys)
+
+    def keep_on_device(self, xp, dtype):
+        """From now on ``step()`` reads the scheduled hyper-parameters (SGD: lr and momentum)
+        from 0-d arrays on the device instead of the group dicts. A recorded CUDA graph keeps
+        the addresses of its operands, not Python numbers, so this is how a scheduler's new
+        learning rate reaches the replays: call ``sync_device_values()`` before each one."""
+        if not self.capturable:
+            raise ValueError(f"{type(self).__name__}.step() reads host values every step "
+                             "and cannot be recorded as a CUDA graph; use SGD")
+        self._on_device = [{k: xp.full((), g[k], dtype=dtype) for k in self._device_keys}
+                           for g in self.param_groups]
+
+    def sync_device_values(self):
+        """Copy each group's current hyper-parameters into their device arrays (no host wait)."""
+        for group, arrays in zip(self.param_groups, self._on_device):
+            for key, array in arrays.items():
+                array.fill(group[key])
+
+    def _value(self, group_index, key):
+        """``param_groups[i][key]`` as ``step()``'s arithmetic uses it: a Python float, or its
+        device array after ``keep_on_device``."""
+        if self._on_device is None:
+            return float(self.param_groups[group_index][key])
+        return self._on_device[group_index][key]
 
     # ---- devices ------------------------------------------------------------------------
     def to(self, device=None, dtype=None):

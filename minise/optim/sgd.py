@@ -28,6 +28,8 @@ class SGD(Optimizer):
     Parameters with ``requires_grad=False`` are skipped.
     """
 
+    _device_keys = ("lr", "momentum")   # what a one-cycle schedule changes every step
+
     def __init__(self, params, lr=1e-3, momentum=0, dampening=0, weight_decay=0, nesterov=False):
         defaults = {
             "lr": lr,
@@ -57,9 +59,8 @@ class SGD(Optimizer):
 
     def step(self, closure=None):
         loss = closure() if closure is not None else None
-        for group in self.param_groups:
-            lr = float(group["lr"])
-            momentum = float(group["momentum"])
+        for i, group in enumerate(self.param_groups):
+            lr, momentum = self._value(i, "lr"), self._value(i, "momentum")   # floats, or device scalars
             dampening = float(group["dampening"])
             weight_decay = float(group["weight_decay"])
             nesterov = group["nesterov"]
@@ -68,7 +69,7 @@ class SGD(Optimizer):
                 g = p.grad
                 if weight_decay != 0:
                     g = g + weight_decay * p.data                 # g <- g + lambda*theta (new array)
-                if momentum != 0:
+                if group["momentum"] != 0:
                     state = self.state.setdefault(p, {})
                     self._check_state_device(p, state)
                     buf = state.get("momentum_buffer")
