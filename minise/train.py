@@ -31,6 +31,7 @@ from .models.blocks import PLACEMENTS
 from .nn.se import EXCITATION_OPS, SQUEEZE_OPS
 from .optim import SGD
 from .optim.lr_scheduler import CosineAnnealingLR, MultiStepLR, OneCycleLR
+from .step import TrainStep
 
 MODELS = ["resnet20", "resnet32", "resnet56", "se_resnet20", "se_resnet32", "se_resnet56"]
 SCHEDULES = ["onecycle", "cosine", "step", "constant"]
@@ -61,6 +62,7 @@ class TrainConfig:
     data_dir: str = None
     seed: int = 0
     device: str = "cpu"
+    cuda_graph: bool = True      # on the GPU, replay each training step from a CUDA graph
     out: str = "runs/latest"
 
     def __post_init__(self):
@@ -150,36 +152,33 @@ def evaluate(model, x, y, batch_size=128):
     return total_loss / len(y), float((predictions == to_numpy(y)).mean()), predictions
 
 
-def train_epoch(model, optimizer, scheduler, x, y, config, epoch, progress=True):
-    """One pass over the shuffled, augmented training data. Returns (mean loss, accuracy)."""
+def train_epoch(step, scheduler, x, y, config, epoch, progress=True):
+    """One pass over the shuffled, augmented training data with ``step`` (a TrainStep).
+    Returns (mean loss, accuracy)."""
     from tqdm.auto import tqdm
 
     # Each epoch's shuffling and augmentation come from (seed, epoch): a resumed run draws
     # exactly what an uninterrupted one would.
     rng = numpy.random.default_rng([config.seed, epoch])
-    loss_fn = nn.CrossEntropyLoss()
-    model.train()
+    step.model.train()
+    step.reset()
     batches = iterate_batches(x, y, config.batch_size, rng=rng, drop_last=True)
     bar = tqdm(batches, total=len(y) // config.batch_size, desc=f"epoch {epoch + 1}/{config.epochs}",
                disable=not progress, leave=False, file=sys.stderr)
-    seen = correct = 0
-    total_loss, start = 0.0, time.perf_counter()
+    # Reading the sums (which also stops a run whose loss is NaN) waits for the GPU, so there it
+    # happens every 10 steps; on the CPU it costs nothing.
+    check_every = 10 if config.device == "cuda" else 1
+    start = time.perf_counter()
     for i, (xb, yb) in enumerate(bar):
-        xb = random_crop_flip(xb, rng)
-        optimizer.zero_grad()
-        logits = model(xb)
-        loss = loss_fn(logits, yb)
-        model.backward(loss_fn.backward())
-        optimizer.step()
+        step(random_crop_flip(xb, rng), yb)
         if scheduler is not None:
             scheduler.step()
-        seen += len(yb)
-        total_loss += loss * len(yb)
-        correct += int((logits.argmax(axis=1) == yb).sum())
-        if i % 10 == 0 or seen == len(y):
-            bar.set_postfix(loss=f"{total_loss / seen:.3f}", acc=f"{correct / seen:.3f}",
+        if i % check_every == 0:
+            loss_sum, correct, seen = step.totals()
+            bar.set_postfix(loss=f"{loss_sum / seen:.3f}", acc=f"{correct / seen:.3f}",
                             img_s=f"{seen / (time.perf_counter() - start):.0f}")
-    return total_loss / seen, correct / seen
+    loss_sum, correct, seen = step.totals()
+    return loss_sum / seen, correct / seen
 
 
 def plot_curves(rows, path):
@@ -225,10 +224,14 @@ def train(config, resume=False, progress=True):
     if steps == 0:
         raise ValueError(f"batch size {config.batch_size} is larger than the {len(y_train)} training images")
     optimizer, scheduler = make_optimizer(model, config, steps)
+    step = TrainStep(model, optimizer, graph=config.device == "cuda" and config.cuda_graph)
     rows, start_epoch, best = [], 0, -1.0
     last_path, best_path = os.path.join(config.out, "last.npz"), os.path.join(config.out, "best.npz")
     if resume:
         model_state, optim_state, meta = load_checkpoint(last_path)
+        if meta["epoch"] >= config.epochs:
+            print(f"{config.out} has finished all {config.epochs} epochs: nothing to resume", file=sys.stderr)
+            return meta["metrics"]
         model.load_state_dict(model_state)
         optimizer.load_state_dict(optim_state)
         if scheduler is not None:
@@ -244,14 +247,16 @@ def train(config, resume=False, progress=True):
                         scheduler=scheduler.state_dict() if scheduler is not None else None,
                         rng={"shuffle_and_augment": f"numpy default_rng([seed={config.seed}, epoch])"})
 
+    # Evaluation gives the same numbers at any batch size (BN uses its running statistics); on
+    # the GPU large batches mean fewer launches, on the CPU they would only mean larger buffers.
+    eval_batch_size = 1000 if config.device == "cuda" else config.batch_size
     epoch = start_epoch
     try:
         for epoch in range(start_epoch, config.epochs):
             start = time.perf_counter()
             lr = optimizer.param_groups[0]["lr"]
-            train_loss, train_acc = train_epoch(model, optimizer, scheduler, x_train, y_train, config, epoch,
-                                                progress)
-            test_loss, test_acc, _ = evaluate(model, x_test, y_test, config.batch_size)
+            train_loss, train_acc = train_epoch(step, scheduler, x_train, y_train, config, epoch, progress)
+            test_loss, test_acc, _ = evaluate(model, x_test, y_test, eval_batch_size)
             rows.append(dict(epoch=epoch + 1, lr=lr, train_loss=train_loss, train_acc=train_acc,
                              test_loss=test_loss, test_acc=test_acc, seconds=time.perf_counter() - start))
             if test_acc > best:
@@ -306,6 +311,8 @@ def parse_args(argv=None):
     p.add_argument("--data-dir", default=d.data_dir, help="cache folder (default ~/.cache/minise)")
     p.add_argument("--seed", type=int, default=d.seed)
     p.add_argument("--device", default=d.device, choices=["cpu", "cuda"])
+    p.add_argument("--cuda-graph", action=argparse.BooleanOptionalAction, default=d.cuda_graph,
+                   help="with --device cuda, record the training step once as a CUDA graph and replay it")
     p.add_argument("--out", default=d.out, help="output folder")
     p.add_argument("--resume", metavar="DIR", default=None,
                    help="continue the run in DIR from DIR/last.npz (its saved settings are used)")

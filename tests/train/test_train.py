@@ -5,6 +5,7 @@ import dataclasses
 import json
 import math
 import re
+import shutil
 
 import numpy as np
 import pytest
@@ -140,6 +141,19 @@ def test_cli_run(cli_run, make_config):
 
 
 # ---- Ctrl-C and resuming -------------------------------------------------------------------------
+
+def test_resume_of_a_finished_run_changes_nothing(cli_run, tmp_path, capsys):
+    """--resume on a run whose epochs are all done returns its metrics and leaves its files alone
+    (the one-cycle schedule has stepped past its end there, so its lr could not be loaded)."""
+    assert cli_run.rc == 0
+    out = tmp_path / "run"
+    shutil.copytree(cli_run.out, out)
+    before = {p.name: p.read_bytes() for p in out.iterdir()}
+    assert main(["--resume", str(out), "--no-progress"]) == 0
+    captured = capsys.readouterr()
+    assert "has finished all 2 epochs: nothing to resume" in captured.err and captured.out == ""
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == before
+
 
 def test_resume_after_ctrl_c_equals_uninterrupted_run(cli_run, make_config, poison_batch, tmp_path, capsys,
                                                       state_equal):
