@@ -34,6 +34,8 @@ COMMANDS = {
               lambda argv: __import__("minise.train", fromlist=["main"]).main(argv)),
     "evaluate": ("test accuracy, per-class accuracy and a confusion matrix of a checkpoint",
                  lambda argv: __import__("minise.evaluate", fromlist=["main"]).main(argv)),
+    "ablate": ("train a grid of SE settings x seeds, resumably, and tabulate mean ± std",
+               lambda argv: __import__("minise.experiments", fromlist=["main"]).main(argv)),
 }
 
 

@@ -96,6 +96,23 @@ def test_cli_help(argv, capsys):
     assert "usage: minise COMMAND" in capsys.readouterr().out
 
 
+def test_cli_ablate_dry_run(tmp_path, capsys):
+    argv = ["ablate", "--grid", "squeeze", "--seeds", "0", "--dry-run", "--out", str(tmp_path / "out")]
+    assert minise.cli.main(argv) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0] == f"2 runs (shard 0/1) in {tmp_path / 'out'}:"
+    assert [line.split()[1] for line in lines[1:]] == [f"se_resnet20-r16-h4-{s}-sigmoid-standard-s123-seed0"
+                                                       for s in ("avg", "max")]
+    assert all(line.endswith("new") for line in lines[1:]) and not (tmp_path / "out").exists()
+    assert minise.cli.main([]) == 0 and "  ablate " in capsys.readouterr().out
+
+
+def test_ablate_module_dry_run(tmp_path):
+    proc = run("-m", "minise.experiments", "--grid", "paper", "--dry-run", "--out", str(tmp_path / "out"))
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert proc.stdout.startswith("36 runs (shard 0/1)") and len(proc.stdout.splitlines()) == 37
+
+
 def test_cli_gradcheck_command(capsys):
     with pytest.raises(SystemExit) as info:
         minise.cli.main(["gradcheck", "--only", "Tanh"])
