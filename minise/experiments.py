@@ -185,8 +185,8 @@ def setting_name(config, base):
 
 
 def identity(config):
-    """What makes a run what it is: every TrainConfig field but where it reads, writes and computes
-    (out, data, data_dir, device), and for a plain ResNet none of the SE fields."""
+    """What makes a run what it is: every TrainConfig field but where and how it reads, writes and
+    computes (NOT_RUN), and for a plain ResNet none of the SE fields."""
     skip = set(NOT_RUN) | (set() if config.model.startswith("se_") else set(SE_FIELDS))
     return {k: v for k, v in dataclasses.asdict(config).items() if k not in skip}
 
