@@ -73,17 +73,20 @@ def matmul(a, b, out=None):
     """``a @ b`` (``out``: a C-contiguous buffer for the result).
 
     NumPy: ``numpy.matmul``. CuPy, for 2-D float32/float64 matrices: cuBLAS called directly,
-    through a handle of our own (``_Cublas``), because CuPy refuses to call cuBLAS while a CUDA
-    graph is being recorded (``CudaGraph``), although cuBLAS itself supports it. Using the one
-    path eagerly too keeps recorded and eager steps bit for bit equal.
+    through a handle of our own (``_Cublas``, one per GPU), because CuPy refuses to call cuBLAS
+    while a CUDA graph is being recorded (``CudaGraph``), although cuBLAS itself supports it.
+    Using the one path eagerly too keeps recorded and eager steps bit for bit equal. Where the
+    cuBLAS library can't be found, ``cupy.matmul`` is used (and graphs can't be recorded).
     """
     xp = get_array_module(a)
     if xp is numpy or a.dtype not in _Cublas.GEMM or a.ndim != 2 or b.ndim != 2:
         return xp.matmul(a, b, out=out)
-    global _cublas
-    if _cublas is None:
-        _cublas = _Cublas()
-    return _cublas.gemm(a, b, out)
+    device = cupy.cuda.Device().id
+    if device not in _cublas:
+        _cublas[device] = _Cublas.create()
+    if _cublas[device] is None:
+        return cupy.matmul(a, b, out=out)
+    return _cublas[device].gemm(a, b, out)
 
 
 def multiply_sum(subscripts, a, b):
@@ -111,12 +114,23 @@ class _Cublas:
     GEMM = {numpy.dtype("float32"): "cublasSgemm_v2", numpy.dtype("float64"): "cublasDgemm_v2"}
     WORKSPACE_BYTES = 32 << 20        # cuBLAS's own size on Hopper; set, so capture never allocates
 
-    def __init__(self):
-        import ctypes
+    @classmethod
+    def create(cls):
+        """A handle for the current GPU, or None where libcublas can't be located."""
+        import ctypes.util
 
         cupy.cuda.device.get_cublas_handle()               # makes CuPy load libcublas
-        with open("/proc/self/maps") as maps:
-            path = next(line.split()[-1] for line in maps if "libcublas.so" in line)
+        try:                                               # the copy CuPy loaded, on Linux
+            with open("/proc/self/maps") as maps:
+                path = next((line.split()[-1] for line in maps if "libcublas.so" in line), None)
+        except OSError:
+            path = None
+        path = path or ctypes.util.find_library("cublas")
+        return cls(path) if path else None
+
+    def __init__(self, path):
+        import ctypes
+
         self.ctypes, self.lib = ctypes, ctypes.CDLL(path)
         self.handle = ctypes.c_void_p()
         self._check(self.lib.cublasCreate_v2(ctypes.byref(self.handle)), "cublasCreate")
@@ -161,7 +175,7 @@ class _Cublas:
         return out
 
 
-_cublas = None        # the _Cublas handle, made at the first CuPy matmul
+_cublas = {}          # GPU id -> its _Cublas handle (or None), made at the first CuPy matmul there
 
 
 class CudaGraph:
