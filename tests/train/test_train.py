@@ -327,3 +327,14 @@ def test_se_options_reach_the_model():
         build_model(TrainConfig(placement="inside"))
     with pytest.raises(ValueError, match=r"se_stages must be drawn from 1, 2, 3"):
         build_model(TrainConfig(se_stages=(0,)))
+
+
+def test_every_option_reaches_the_config():
+    """Each TrainConfig field has its option, and the parsed value lands in the field."""
+    from minise.train import parse_args
+
+    fields = {f.name for f in dataclasses.fields(TrainConfig)}
+    args = vars(parse_args(["--no-cuda-graph", "--se-stages", "3", "--no-nesterov"]))
+    assert fields <= set(args), fields - set(args)
+    assert args["cuda_graph"] is False and args["se_stages"] == (3,) and args["nesterov"] is False
+    assert vars(parse_args([]))["cuda_graph"] is True
