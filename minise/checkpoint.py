@@ -8,10 +8,11 @@ Layout of the file (no pickles, so loading never runs code):
 """
 import json
 import os
-import tempfile
 import zipfile
 
 import numpy
+
+from .files import atomic_open
 
 FORMAT = "minise-checkpoint-1"
 
@@ -23,8 +24,8 @@ class CheckpointError(ValueError):
 def save_checkpoint(path, model_state, optimizer_state=None, **meta):
     """Write model (and optimiser) state and ``meta`` to ``path`` atomically.
 
-    The file is written under a temporary name in the same folder, then renamed, so a crash
-    mid-write never leaves a truncated checkpoint under ``path``.
+    The file is written under a temporary name in the same folder, then renamed
+    (``files.atomic_open``), so a crash mid-write never leaves a truncated checkpoint under ``path``.
     """
     arrays = {f"model/{k}": numpy.asarray(v) for k, v in model_state.items()}
     optim_meta = None
@@ -34,17 +35,8 @@ def save_checkpoint(path, model_state, optimizer_state=None, **meta):
                 arrays[f"optim/{index}/{name}"] = numpy.asarray(value)
         optim_meta = optimizer_state["param_groups"]
     arrays["__meta__"] = numpy.array(json.dumps({"format": FORMAT, "optimizer_groups": optim_meta, **meta}))
-    folder = os.path.dirname(os.path.abspath(path))
-    os.makedirs(folder, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".npz", dir=folder)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            numpy.savez(f, **arrays)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
+    with atomic_open(path) as f:
+        numpy.savez(f, **arrays)
 
 
 def load_checkpoint(path):

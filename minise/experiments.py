@@ -50,6 +50,7 @@ import numpy
 
 from .backend import check_device
 from .checkpoint import load_checkpoint
+from .files import atomic_open
 from .nn import SEBlock
 from .summary import summary
 from .train import TrainConfig, build_model, check_config, train
@@ -260,18 +261,9 @@ def existing(run):
 
 
 def _write_atomic(path, text):
-    """Write ``text`` to ``path`` as save_checkpoint writes a checkpoint: into a temporary file in
-    the same folder, then os.replace, so a crash leaves the old file or the new one, never half.
-    The temporary name carries the process id, so shards sharing a folder never share one."""
-    tmp = f"{path}.{os.getpid()}.tmp"
-    try:
-        with open(tmp, "w", newline="") as f:
-            f.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
+    """Write ``text`` to ``path``: a crash leaves the old file or the new one, never half."""
+    with atomic_open(path, "w", newline="") as f:
+        f.write(text)
 
 
 def run_one(run, progress=True):

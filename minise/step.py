@@ -40,57 +40,59 @@ class TrainStep:
             raise ValueError(f"TrainStep: {type(optimizer).__name__} cannot be recorded as a CUDA graph "
                              "(its step reads host values); use SGD or graph=False")
         self._graph = CudaGraph() if graph else None
-        self._x = self._y = None             # the step's input arrays: batches are copied in
+        self._like = None                    # (shape, dtype, device) of the first batch's x and y
+        self._inputs = None                  # graph: the recorded (x, y) arrays, batches are copied in
         self._loss_sum = self._correct = None
         self.steps = self.seen = 0
 
     def __call__(self, x, y):
-        if self._x is None:
-            self._allocate(x, y)
+        if self._like is None:
+            self._start(x, y)
         self._check_batch(x, y)
-        self._x[...] = x
-        self._y[...] = y
         if self._graph is None:
-            self._step()
+            self._step(x, y)
         else:
+            self._inputs[0][...] = x
+            self._inputs[1][...] = y
             self.optimizer.sync_device_values()
             if self.steps == 0:
-                self._graph.run(self._step)          # compiles kernels, creates optimiser state
+                self._graph.run(lambda: self._step(*self._inputs))   # compiles kernels, makes optimiser state
             elif self._graph.graph is None:
-                self._graph.record(self._step)
+                self._graph.record(lambda: self._step(*self._inputs))
                 self._graph.replay()
             else:
                 self._graph.replay()
         self.steps += 1
         self.seen += len(y)
 
-    def _step(self):
+    def _step(self, x, y):
         self.optimizer.zero_grad()
-        logits = self.model(self._x)
-        loss = self.loss_fn.forward_array(logits, self._y)
+        logits = self.model(x)
+        loss = self.loss_fn.forward_array(logits, y)
         self.model.backward(self.loss_fn.backward())
         self.optimizer.step()
-        self._loss_sum += loss * len(self._y)
-        self._correct += (logits.argmax(axis=1) == self._y).sum()
+        self._loss_sum += loss * len(y)
+        self._correct += (logits.argmax(axis=1) == y).sum()
 
-    def _allocate(self, x, y):
+    def _start(self, x, y):
+        """Check and remember the first batch; make the device sums (and, for a graph, the input
+        arrays and the device copies of the hyper-parameters)."""
+        if self._graph is not None and device_of(x) != "cuda":
+            raise TypeError("TrainStep: graph=True needs CuPy arrays (a model on 'cuda'), got a batch on "
+                            f"{device_of(x)}")
         xp = get_array_module(x)
-        self._x, self._y = xp.empty_like(x), xp.empty_like(y)
+        self._like = [_spec(a) for a in (x, y)]
         self._loss_sum, self._correct = xp.zeros((), dtype="float64"), xp.zeros((), dtype="int64")
         if self._graph is not None:
-            if device_of(x) != "cuda":
-                raise TypeError("TrainStep: graph=True needs CuPy arrays (a model on 'cuda'), "
-                                "got a batch on cpu")
+            self._inputs = (xp.empty_like(x), xp.empty_like(y))
             self.optimizer.keep_on_device(xp, next(self.model.parameters()).data.dtype)
 
     def _check_batch(self, x, y):
-        for name, new, fixed in (("x", x, self._x), ("y", y, self._y)):
-            if not is_array(new) or new.shape != fixed.shape or new.dtype != fixed.dtype \
-                    or device_of(new) != device_of(fixed):
-                got = (f"{device_of(new)} {new.dtype} {tuple(new.shape)}" if is_array(new)
-                       else type(new).__name__)
+        for name, new, like in (("x", x, self._like[0]), ("y", y, self._like[1])):
+            got = _spec(new)
+            if got != like:
                 raise ValueError(f"TrainStep: every batch must be like the first; expected {name} as "
-                                 f"{device_of(fixed)} {fixed.dtype} {tuple(fixed.shape)}, got {got} "
+                                 f"{_shown(like)}, got {_shown(got) if got else type(new).__name__} "
                                  "(drop the last partial batch)")
 
     def reset(self):
@@ -110,3 +112,13 @@ class TrainStep:
             raise FloatingPointError(f"the training loss is {loss_sum / self.seen} (non-finite) after "
                                      f"{self.seen} images of this epoch; check the learning rate and input")
         return loss_sum, correct, self.seen
+
+
+def _spec(a):
+    """(shape, dtype, device) of an array; None for anything else."""
+    return (tuple(a.shape), a.dtype, device_of(a)) if is_array(a) else None
+
+
+def _shown(spec):
+    shape, dtype, device = spec
+    return f"{device} {dtype} {shape}"

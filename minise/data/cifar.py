@@ -18,7 +18,6 @@ import io
 import os
 import pickle
 import tarfile
-import tempfile
 import urllib.parse
 import warnings
 import zipfile
@@ -31,6 +30,7 @@ import numpy as np
 from PIL import Image
 from tqdm.auto import tqdm
 
+from ..files import atomic_open
 from .download import (
     CIFAR10_MD5, CIFAR10_URL, CIFAR100_MD5, CIFAR100_URL, DataError, download, file_digest,
 )
@@ -207,28 +207,18 @@ def _read_cache(path):
 
 
 def _write_cache(path, data):
-    """Write ``data`` to ``path`` atomically (a temporary file in the same folder, then
-    os.replace); return False, with a warning, when the folder is not writable."""
+    """Write ``data`` to ``path`` atomically (``files.atomic_open``); return False, with a
+    warning, when that fails (a read-only home, a full disk): the data is good, only the cache is
+    missing."""
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    except OSError as err:  # e.g. a read-only home: loading still works, only more slowly
-        warnings.warn(f"cannot write the cache in {path.parent} ({err}); pass data_dir= to cache elsewhere")
-        return False
-    try:
-        with os.fdopen(fd, "wb") as f:
+        with atomic_open(path) as f:
             # Uncompressed on purpose: np.load then only copies bytes, well under a second.
             np.savez(f, x_train=data.x_train, y_train=data.y_train, x_test=data.x_test,
                      y_test=data.y_test, classes=np.array(data.classes))
-        os.chmod(tmp, 0o644)  # mkstemp makes files private (0600); a cache may be shared
-        os.replace(tmp, path)
-    except OSError as err:  # a full disk, say: the data is good, only the cache is missing
-        Path(tmp).unlink(missing_ok=True)
-        warnings.warn(f"cannot write the cache {path} ({err}); the source will be decoded again next time")
+    except OSError as err:
+        warnings.warn(f"cannot write the cache {path} ({err}); the source will be decoded again next time; "
+                      "pass data_dir= to cache elsewhere")
         return False
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
     return True
 
 

@@ -6,13 +6,13 @@ file behind that a later run could mistake for a good one.
 """
 import hashlib
 import http.client
-import os
-import tempfile
 import urllib.error
 import urllib.request
 from pathlib import Path
 
 from tqdm.auto import tqdm
+
+from ..files import atomic_open
 
 CIFAR10_URL = "https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz"
 CIFAR10_MD5 = "c58f30108f718f92721af3b95e74349a"
@@ -55,12 +55,10 @@ def download(url, dest, *, md5=None, progress=True, timeout=60, chunk_size=1 << 
     ValueError) when the bytes are not the expected ones; in both cases no file is left behind.
     """
     dest = Path(dest)
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    # Same folder as dest, so the final os.replace is an atomic rename on one file system.
-    fd, tmp = tempfile.mkstemp(dir=dest.parent, prefix=f".{dest.name}.", suffix=".part")
-    try:
-        with os.fdopen(fd, "wb") as out:
-            received, found_md5, total = _fetch(url, out, progress, timeout, chunk_size, dest.name)
+    # A temporary file beside dest, renamed to dest only once it is complete and verified; any
+    # error (KeyboardInterrupt too) deletes it.
+    with atomic_open(dest) as out:
+        received, found_md5, total = _fetch(url, out, progress, timeout, chunk_size, dest.name)
         if total is not None and received != total:
             raise DownloadError(f"download of {url} was cut short: received {received} of {total} bytes")
         if md5 is not None and found_md5 != md5.lower():
@@ -68,11 +66,6 @@ def download(url, dest, *, md5=None, progress=True, timeout=60, chunk_size=1 << 
                 f"download of {url} is corrupt: expected md5 {md5}, found {found_md5} "
                 f"({received} bytes); nothing was kept. {OFFLINE_HINT}"
             )
-        os.chmod(tmp, 0o644)  # mkstemp makes files private (0600); a download may be shared
-        os.replace(tmp, dest)
-    except BaseException:  # also KeyboardInterrupt: never leave the partial file behind
-        Path(tmp).unlink(missing_ok=True)
-        raise
     return dest
 
 

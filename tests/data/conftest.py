@@ -2,7 +2,6 @@
 import hashlib
 import io
 import pickle
-import tarfile
 import threading
 import zipfile
 from collections import Counter
@@ -11,6 +10,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import numpy as np
 import pytest
 
+from archives import first_of_each_class, write_tar
 from minise.data import CIFAR10_CLASSES, CIFAR100_CLASSES
 
 # Read at import, before the autouse fixture below hides MINISE_DATA from the tests.
@@ -31,28 +31,10 @@ def shared_archive(cifar_archive):
 def jpeg_slice(shared_archive, tmp_path_factory):
     """(path, members): a .tar.gz holding the first SLICE_PER_CLASS JPEGs of each class and split
     of the shared archive, written to a temporary folder; members maps member name -> JPEG bytes."""
-    members, counts = {}, Counter()
-    with tarfile.open(shared_archive, "r:gz") as tar:
-        for member in tar:
-            if not member.isfile():
-                continue
-            split, cls, _ = member.name.split("/")
-            if counts[split, cls] < SLICE_PER_CLASS:
-                counts[split, cls] += 1
-                members[member.name] = tar.extractfile(member).read()
+    members = first_of_each_class(shared_archive, {"train": SLICE_PER_CLASS, "test": SLICE_PER_CLASS})
     path = tmp_path_factory.mktemp("slice") / "cifar10-slice.tar.gz"
     write_tar(path, members)
     return path, members
-
-
-def write_tar(path, members, mode="w:gz"):
-    """Write {name: bytes} as a tar archive (gzip by default)."""
-    with tarfile.open(path, mode) as tar:
-        for name, data in sorted(members.items()):
-            info = tarfile.TarInfo(name)
-            info.size = len(data)
-            tar.addfile(info, io.BytesIO(data))
-    return path
 
 
 def write_zip(path, members):

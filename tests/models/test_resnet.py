@@ -258,28 +258,18 @@ def test_torch_model_loads_state_dict_and_agrees(dtype, min_hidden):
     packaged = torch_twin(model)
     x = np.random.default_rng(2).standard_normal((4, 3, 32, 32)).astype(dtype)
 
-    model.eval()
-    twin.eval()
-    packaged.eval()
-    with torch.no_grad():
-        want = twin(torch.from_numpy(x))
-        got_packaged = packaged(torch.from_numpy(x))
-    got = model(x)
-    assert got.dtype == np.dtype(dtype)
-    assert_close(got, want, TOL[dtype], "eval-mode logits")
-    assert_close(got_packaged, want, TOL[dtype], "minise.twins.torch_twin eval-mode logits")
-    # not a trivial agreement: the images get different logits
-    assert np.abs(got[0] - got[1]).max() > 1e-3
-
-    model.train()
-    twin.train()
-    packaged.train()
-    with torch.no_grad():
-        want = twin(torch.from_numpy(x))
-        got_packaged = packaged(torch.from_numpy(x))
-    got = model(x)
-    assert_close(got, want, TOL[dtype], "train-mode logits")
-    assert_close(got_packaged, want, TOL[dtype], "minise.twins.torch_twin train-mode logits")
+    for mode in ("eval", "train"):
+        for m in (model, twin, packaged):
+            m.train(mode == "train")
+        with torch.no_grad():
+            want = twin(torch.from_numpy(x))
+            got_packaged = packaged(torch.from_numpy(x))
+        got = model(x)
+        assert got.dtype == np.dtype(dtype)
+        assert_close(got, want, TOL[dtype], f"{mode}-mode logits")
+        assert_close(got_packaged, want, TOL[dtype], f"minise.twins.torch_twin {mode}-mode logits")
+        # not a trivial agreement: the images get different logits
+        assert np.abs(got[0] - got[1]).max() > 1e-3
     # the BN running statistics moved the same way
     after, twin_after = model.state_dict(), twin.state_dict()
     for key in ("bn1.running_mean", "layer2.0.shortcut.1.running_var", "layer3.2.block.4.running_mean"):

@@ -6,8 +6,9 @@ import numpy as np
 import pytest
 import torch
 
+import layer_cases
 from minise import nn
-from minise.models import BasicBlock, Bottleneck, SEBottleneck
+from minise.models import BasicBlock, SEBottleneck
 
 
 def _x(shape, dtype=np.float64, seed=0):
@@ -342,29 +343,15 @@ def test_workspace_reuses_while_shape_and_dtype_hold():
 
 # ---- every layer: dout and x untouched, dtypes kept -------------------------------------------
 LAYERS = {
-    "Conv2d": (lambda: nn.Conv2d(3, 4, 3, padding=1), (2, 3, 5, 5)),
+    **layer_cases.LAYERS,
     "Conv2d-stride2": (lambda: nn.Conv2d(3, 4, 3, stride=2, padding=1), (2, 3, 5, 5)),
     "Conv2d-1x1": (lambda: nn.Conv2d(3, 2, 1), (1, 3, 4, 4)),
-    "BatchNorm1d": (lambda: nn.BatchNorm1d(3), (4, 3)),
     "BatchNorm1d-3d": (lambda: nn.BatchNorm1d(3), (4, 3, 2)),
-    "BatchNorm2d": (lambda: nn.BatchNorm2d(3), (2, 3, 4, 4)),
     "BatchNorm2d-eval": (lambda: nn.BatchNorm2d(3).eval(), (2, 3, 4, 4)),
-    "MaxPool2d": (lambda: nn.MaxPool2d(2), (2, 3, 4, 4)),
     "MaxPool2d-padded": (lambda: nn.MaxPool2d(3, 2, 1), (2, 3, 5, 5)),
-    "AvgPool2d": (lambda: nn.AvgPool2d(3, 2, 1), (2, 3, 5, 5)),
-    "AdaptiveAvgPool2d": (lambda: nn.AdaptiveAvgPool2d(1), (2, 3, 4, 4)),
-    "AdaptiveAvgPool2d-2x2": (lambda: nn.AdaptiveAvgPool2d(2), (2, 3, 4, 4)),
-    "Linear": (lambda: nn.Linear(3, 2), (4, 3)),
-    "ReLU": (nn.ReLU, (2, 3, 4)),
-    "Sigmoid": (nn.Sigmoid, (2, 3, 4)),
-    "Tanh": (nn.Tanh, (2, 3, 4)),
-    "Flatten": (nn.Flatten, (2, 3, 2, 2)),
-    "Unflatten": (lambda: nn.Unflatten(1, (3, 1, 1)), (2, 3)),
-    "Identity": (nn.Identity, (2, 3)),
-    "SEBlock": (lambda: nn.SEBlock(4, 2), (2, 4, 3, 3)),
-    "BasicBlock": (lambda: BasicBlock(3, 3), (2, 3, 4, 4)),
+    "AvgPool2d-padded": (lambda: nn.AvgPool2d(3, 2, 1), (2, 3, 5, 5)),
+    "AdaptiveAvgPool2d-global": (lambda: nn.AdaptiveAvgPool2d(1), (2, 3, 4, 4)),
     "BasicBlock-projection": (lambda: BasicBlock(3, 4, stride=2, reduction_ratio=2), (2, 3, 4, 4)),
-    "Bottleneck": (lambda: Bottleneck(8, 2), (2, 8, 4, 4)),
     "SEBottleneck": (lambda: SEBottleneck(4, 2, 4, stride=2), (2, 4, 4, 4)),
 }
 

@@ -17,22 +17,13 @@ from minise import models as mm
 
 
 # ---- twins for the blocks the post does not spell out ------------------------------------
-class TorchBottleneck(nn.Module):
-    """SEBottleneck without the SE block."""
-    expansion = 4
+class TorchBottleneck(SEBottleneck):
+    """The seed's SEBottleneck with its SE block taken out: the plain Bottleneck, with the same
+    layers, names and state_dict keys."""
 
     def __init__(self, input_channels, in_channels, stride=1):
-        super().__init__()
-        self.block = nn.Sequential(
-            nn.Conv2d(input_channels, in_channels, 1, bias=False), nn.BatchNorm2d(in_channels), nn.ReLU(),
-            nn.Conv2d(in_channels, in_channels, 3, stride=stride, padding=1, bias=False), nn.BatchNorm2d(in_channels), nn.ReLU(),
-            nn.Conv2d(in_channels, in_channels * 4, 1, bias=False), nn.BatchNorm2d(in_channels * 4))
-        self.shortcut = nn.Sequential()
-        if stride != 1 or input_channels != in_channels * 4:
-            self.shortcut = nn.Sequential(
-                nn.Conv2d(input_channels, in_channels * 4, 1, stride=stride, bias=False),
-                nn.BatchNorm2d(in_channels * 4))
-        self.relu = nn.ReLU()
+        super().__init__(input_channels, in_channels, reduction_ratio=1, stride=stride)
+        del self.se_block
 
     def forward(self, x):
         return self.relu(self.block(x) + self.shortcut(x))

@@ -11,7 +11,6 @@ Helpers are handed out as fixtures, so no test module imports this file by name.
 """
 import contextlib
 import io
-import tarfile
 import types
 from collections import Counter
 from pathlib import Path
@@ -19,6 +18,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from archives import first_of_each_class, write_tar
 from minise.data import load_cifar10
 from minise.train import TrainConfig, main, train
 
@@ -37,23 +37,8 @@ def _isolated_environment(isolated_data_env):
 @pytest.fixture(scope="session")
 def cifar_slice(cifar_archive, tmp_path_factory):
     """A .tar.gz of the first SLICE[split] JPEGs of every class of the shared archive."""
-    members, counts = {}, Counter()
-    with tarfile.open(cifar_archive, "r:gz") as tar:
-        for member in tar:
-            if not member.isfile():
-                continue
-            split, cls, _ = member.name.split("/")
-            if counts[split, cls] < SLICE[split]:
-                counts[split, cls] += 1
-                members[member.name] = tar.extractfile(member).read()
-    assert sorted(set(counts.values())) == [SLICE["test"], SLICE["train"]], counts
     path = tmp_path_factory.mktemp("data") / "cifar10-slice.tar.gz"
-    with tarfile.open(path, "w:gz") as tar:
-        for name, data in sorted(members.items()):
-            info = tarfile.TarInfo(name)
-            info.size = len(data)
-            tar.addfile(info, io.BytesIO(data))
-    return path
+    return write_tar(path, first_of_each_class(cifar_archive, SLICE))
 
 
 @pytest.fixture(scope="session")

@@ -86,6 +86,7 @@ def test_write_is_atomic_and_leaves_no_temporary_files(tmp_path):
     save_checkpoint(path, first.state_dict(), epoch=1)
     save_checkpoint(path, second.state_dict(), epoch=2)         # replaces the first
     assert os.listdir(folder) == ["last.npz"]
+    assert os.stat(path).st_mode & 0o777 == 0o644, "a checkpoint must be readable by others, as a plain file is"
     model_state, _, meta = load_checkpoint(path)
     assert meta["epoch"] == 2
     assert_same_state(model_state, second.state_dict())
