@@ -1,0 +1,117 @@
+"""The PyTorch reference recipe, to time a whole minise training run against on the same card.
+
+    python -m benchmarks.torch_recipe --model resnet20 --train-subset 0 --epochs 30 --device cuda
+
+PyTorch eager trains the PyTorch twin of the minise model that ``minise train`` would build
+(same structure and initial weights, ``minise.twins``) on the same data (the same subset and
+normalisation, ``minise.train.prepare_data``) with the recipe of the reference runs: SGD with
+nesterov momentum 0.9 and weight decay 5e-4 on all parameters, ``OneCycleLR`` (max lr 0.1, 15%
+linear warm-up, linear anneal) stepped every batch, batch 128 with the last partial batch dropped,
+reflect-pad-4 random crop with one offset per batch and a flip per image (the reference's
+augmentation; minise draws an offset per image), and an evaluation on the test set after every
+epoch. It prints one line per epoch, then the final accuracy and the seconds, summed over the
+epochs as ``metrics.csv``'s ``seconds`` column is; ``--out FILE`` writes those rows as CSV.
+"""
+import argparse
+import csv
+import sys
+import time
+
+import numpy
+
+from minise.train import TrainConfig, build_model, prepare_data
+from minise.twins import torch_twin
+
+
+def evaluate(torch, model, x, y, batch_size=1000):
+    """Mean cross-entropy and accuracy of ``model`` in eval mode on x: (N, 3, 32, 32)."""
+    model.eval()
+    loss, correct = 0.0, 0
+    with torch.no_grad():
+        for start in range(0, len(y), batch_size):
+            logits = model(x[start:start + batch_size])
+            target = y[start:start + batch_size]
+            loss += torch.nn.functional.cross_entropy(logits, target, reduction="sum").item()
+            correct += (logits.argmax(1) == target).sum().item()
+    model.train()
+    return loss / len(y), correct / len(y)
+
+
+def crop_flip(torch, x, generator, padding=4):
+    """Reflect-pad, crop an H x W window at one random offset for the whole batch, and mirror
+    each image left-right with probability 0.5. x: (N, C, H, W) on the device."""
+    n, _, h, w = x.shape
+    padded = torch.nn.functional.pad(x, (padding,) * 4, mode="reflect")
+    dy, dx = torch.randint(0, 2 * padding + 1, (2,), generator=generator).tolist()
+    out = padded[:, :, dy:dy + h, dx:dx + w]
+    flip = torch.rand(n, generator=generator) < 0.5
+    return torch.where(flip.to(x.device)[:, None, None, None], out.flip(3), out)
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.torch_recipe", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--model", default="se_resnet20")
+    parser.add_argument("--epochs", type=int, default=30)
+    parser.add_argument("--train-subset", type=int, default=10000, help="0: all 50,000 training images")
+    parser.add_argument("--test-subset", type=int, default=0)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--device", default="cuda", choices=("cpu", "cuda"))
+    parser.add_argument("--data", default=None, help="CIFAR-10 source (default: $MINISE_DATA)")
+    parser.add_argument("--data-dir", default=None, help="decode cache folder (as minise train's)")
+    parser.add_argument("--out", default=None, help="write the per-epoch rows to this CSV file")
+    options = parser.parse_args(argv)
+
+    import torch
+
+    from minise import nn
+
+    config = TrainConfig(model=options.model, epochs=options.epochs, train_subset=options.train_subset,
+                         test_subset=options.test_subset, seed=options.seed, data=options.data,
+                         data_dir=options.data_dir)
+    data = prepare_data(config, progress=False)                 # NumPy arrays, normalised
+    nn.manual_seed(config.seed)
+    model = torch_twin(build_model(config)).to(options.device)
+    x_train, y_train, x_test, y_test = (torch.from_numpy(numpy.ascontiguousarray(a)).to(options.device)
+                                        for a in (data.x_train, data.y_train, data.x_test, data.y_test))
+    steps_per_epoch = len(y_train) // config.batch_size
+    optimizer = torch.optim.SGD(model.parameters(), lr=config.lr, momentum=config.momentum,
+                                nesterov=config.nesterov, weight_decay=config.weight_decay)
+    scheduler = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=config.lr, pct_start=0.15,
+                                                    total_steps=config.epochs * steps_per_epoch,
+                                                    anneal_strategy="linear")
+    generator = torch.Generator().manual_seed(config.seed)
+    synchronize = torch.cuda.synchronize if options.device == "cuda" else (lambda: None)
+    rows = []
+    for epoch in range(config.epochs):
+        synchronize()
+        start = time.perf_counter()
+        order = torch.randperm(len(y_train), generator=generator).to(options.device)
+        loss_sum = torch.zeros((), device=options.device)
+        for b in range(steps_per_epoch):
+            part = order[b * config.batch_size:(b + 1) * config.batch_size]
+            logits = model(crop_flip(torch, x_train[part], generator))
+            loss = torch.nn.functional.cross_entropy(logits, y_train[part])
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            scheduler.step()
+            loss_sum += loss.detach()
+        test_loss, test_acc = evaluate(torch, model, x_test, y_test)
+        synchronize()
+        rows.append({"epoch": epoch + 1, "train_loss": loss_sum.item() / steps_per_epoch, "test_loss": test_loss,
+                     "test_acc": test_acc, "seconds": time.perf_counter() - start})
+        print(f"epoch {epoch + 1:3d}/{config.epochs}  train loss {rows[-1]['train_loss']:.4f}  "
+              f"test loss {test_loss:.4f} acc {100 * test_acc:.2f}%  {rows[-1]['seconds']:.1f}s", flush=True)
+    total = sum(r["seconds"] for r in rows)
+    print(f"torch {torch.__version__} {options.model} on {options.device}: final test accuracy "
+          f"{100 * rows[-1]['test_acc']:.2f}% in {total:.1f} s over {config.epochs} epochs")
+    if options.out:
+        with open(options.out, "w", newline="") as f:
+            writer = csv.DictWriter(f, fieldnames=list(rows[0]))
+            writer.writeheader()
+            writer.writerows(rows)
+    return rows
+
+
+if __name__ == "__main__":
+    sys.exit(0 if main() else 1)
