@@ -19,7 +19,7 @@ import time
 
 import numpy
 
-from minise.train import TrainConfig, build_model, prepare_data
+from minise.train import ONE_CYCLE, TrainConfig, build_model, prepare_data
 from minise.twins import torch_twin
 
 
@@ -37,15 +37,16 @@ def evaluate(torch, model, x, y, batch_size=1000):
     return loss / len(y), correct / len(y)
 
 
-def crop_flip(torch, x, generator, padding=4):
+def crop_flip(torch, x, offsets, draws, padding=4):
     """Reflect-pad, crop an H x W window at one random offset for the whole batch, and mirror
-    each image left-right with probability 0.5. x: (N, C, H, W) on the device."""
+    each image left-right with probability 0.5. x: (N, C, H, W) on the device; ``offsets``: a
+    host generator (the offset slices), ``draws``: a generator on x's device (the flips)."""
     n, _, h, w = x.shape
     padded = torch.nn.functional.pad(x, (padding,) * 4, mode="reflect")
-    dy, dx = torch.randint(0, 2 * padding + 1, (2,), generator=generator).tolist()
+    dy, dx = torch.randint(0, 2 * padding + 1, (2,), generator=offsets).tolist()
     out = padded[:, :, dy:dy + h, dx:dx + w]
-    flip = torch.rand(n, generator=generator) < 0.5
-    return torch.where(flip.to(x.device)[:, None, None, None], out.flip(3), out)
+    flip = torch.rand(n, generator=draws, device=x.device) < 0.5
+    return torch.where(flip[:, None, None, None], out.flip(3), out)
 
 
 def main(argv=None):
@@ -76,20 +77,22 @@ def main(argv=None):
     steps_per_epoch = len(y_train) // config.batch_size
     optimizer = torch.optim.SGD(model.parameters(), lr=config.lr, momentum=config.momentum,
                                 nesterov=config.nesterov, weight_decay=config.weight_decay)
-    scheduler = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=config.lr, pct_start=0.15,
-                                                    total_steps=config.epochs * steps_per_epoch,
-                                                    anneal_strategy="linear")
-    generator = torch.Generator().manual_seed(config.seed)
+    scheduler = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=config.lr, **ONE_CYCLE,
+                                                    total_steps=config.epochs * steps_per_epoch)
+    # The crop offsets are read on the host (they slice), so they come from a host generator; the
+    # order and the flips are drawn on the device, so no step waits for a host-to-device copy.
+    offsets = torch.Generator().manual_seed(config.seed)
+    draws = torch.Generator(device=options.device).manual_seed(config.seed)
     synchronize = torch.cuda.synchronize if options.device == "cuda" else (lambda: None)
     rows = []
     for epoch in range(config.epochs):
         synchronize()
         start = time.perf_counter()
-        order = torch.randperm(len(y_train), generator=generator).to(options.device)
+        order = torch.randperm(len(y_train), generator=draws, device=options.device)
         loss_sum = torch.zeros((), device=options.device)
         for b in range(steps_per_epoch):
             part = order[b * config.batch_size:(b + 1) * config.batch_size]
-            logits = model(crop_flip(torch, x_train[part], generator))
+            logits = model(crop_flip(torch, x_train[part], offsets, draws))
             loss = torch.nn.functional.cross_entropy(logits, y_train[part])
             optimizer.zero_grad(set_to_none=True)
             loss.backward()

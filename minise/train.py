@@ -39,6 +39,10 @@ DATASETS = ["cifar10", "cifar100"]
 METRICS = ["epoch", "lr", "train_loss", "train_acc", "test_loss", "test_acc", "seconds"]
 
 
+# The recipe's one-cycle schedule: 15% linear warm-up to the max lr, then a linear anneal.
+ONE_CYCLE = {"pct_start": 0.15, "anneal_strategy": "linear"}
+
+
 @dataclasses.dataclass
 class TrainConfig:
     model: str = "se_resnet20"
@@ -129,8 +133,7 @@ def make_optimizer(model, config, steps_per_epoch):
                     weight_decay=config.weight_decay)
     total = config.epochs * steps_per_epoch
     scheduler = {
-        "onecycle": lambda: OneCycleLR(optimizer, max_lr=config.lr, total_steps=total, pct_start=0.15,
-                                       anneal_strategy="linear"),
+        "onecycle": lambda: OneCycleLR(optimizer, max_lr=config.lr, total_steps=total, **ONE_CYCLE),
         "cosine": lambda: CosineAnnealingLR(optimizer, T_max=total),
         "step": lambda: MultiStepLR(optimizer, milestones=[total // 2, total * 3 // 4]),
         "constant": lambda: None,

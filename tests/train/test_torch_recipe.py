@@ -9,14 +9,14 @@ from benchmarks.torch_recipe import crop_flip, main
 
 def test_crop_flip_cuts_one_window_per_batch_and_mirrors_some_images():
     x = torch.arange(6 * 2 * 5 * 7, dtype=torch.float32).reshape(6, 2, 5, 7)
-    out = crop_flip(torch, x, torch.Generator().manual_seed(3), padding=2)
+    out = crop_flip(torch, x, torch.Generator().manual_seed(3), torch.Generator().manual_seed(4), padding=2)
     padded = torch.nn.functional.pad(x, (2,) * 4, mode="reflect")
     windows = [padded[:, :, dy:dy + 5, dx:dx + 7] for dy in range(5) for dx in range(5)]
     # one offset for the whole batch: some window matches every image, as is or mirrored
     matches = [w for w in windows if all(torch.equal(o, wi) or torch.equal(o, wi.flip(2)) for o, wi in zip(out, w))]
     assert len(matches) == 1
     flipped = [not torch.equal(o, wi) for o, wi in zip(out, matches[0])]
-    assert 0 < sum(flipped) < len(flipped)          # seed 3 mirrors some of the six, not all
+    assert 0 < sum(flipped) < len(flipped)          # these seeds mirror some of the six, not all
 
 
 def test_torch_recipe_trains_and_writes_its_rows(cifar_slice, data_dir, tmp_path):
