@@ -75,6 +75,9 @@ def main(argv=None):
     x_train, y_train, x_test, y_test = (torch.from_numpy(numpy.ascontiguousarray(a)).to(options.device)
                                         for a in (data.x_train, data.y_train, data.x_test, data.y_test))
     steps_per_epoch = len(y_train) // config.batch_size
+    if steps_per_epoch == 0:
+        parser.error(f"--train-subset {options.train_subset}: {len(y_train)} training images make no full "
+                     f"batch of {config.batch_size}; use at least {config.batch_size}")
     optimizer = torch.optim.SGD(model.parameters(), lr=config.lr, momentum=config.momentum,
                                 nesterov=config.nesterov, weight_decay=config.weight_decay)
     scheduler = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=config.lr, **ONE_CYCLE,

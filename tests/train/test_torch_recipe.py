@@ -2,6 +2,7 @@
 import csv
 
 import numpy as np
+import pytest
 import torch
 
 from benchmarks.torch_recipe import crop_flip, main
@@ -28,3 +29,9 @@ def test_torch_recipe_trains_and_writes_its_rows(cifar_slice, data_dir, tmp_path
     with open(out) as f:
         written = list(csv.DictReader(f))
     assert [float(r["test_acc"]) for r in written] == [r["test_acc"] for r in rows]
+
+
+def test_torch_recipe_refuses_a_subset_smaller_than_one_batch(cifar_slice, data_dir, capsys):
+    with pytest.raises(SystemExit):
+        main(["--train-subset", "100", "--data", str(cifar_slice), "--data-dir", str(data_dir), "--device", "cpu"])
+    assert "--train-subset 100: 100 training images make no full batch of 128" in capsys.readouterr().err
