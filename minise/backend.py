@@ -106,6 +106,33 @@ def multiply_sum(subscripts, a, b):
     return (a * b).sum(axis=tuple(i for i, c in enumerate(axes) if c not in output))
 
 
+def fused_sgd_update(param, grad, buf, lr, momentum, weight_decay, dampening, nesterov):
+    """One steady-state step of ``optim.SGD`` (a momentum buffer exists) as a single kernel on
+    CuPy: ``param`` and ``buf`` are updated in place. Returns False, doing nothing, for NumPy
+    arrays: there ``SGD.step()`` runs its plain lines, which are the reference.
+
+    Per element, in the plain lines' order:  d = g + wd*p;  b = mu*b + (1 - tau)*d;
+    p = p - lr*(d + mu*b if nesterov else b). Nine kernels per parameter become one; with
+    fused multiply-adds switched off every operation rounds as the plain lines do, so the two
+    agree bit for bit (tests/gpu). ``lr`` and ``momentum``: numbers or 0-d device arrays.
+    """
+    if get_array_module(param) is numpy:
+        return False
+    if _sgd_kernel[0] is None:
+        _sgd_kernel[0] = cupy.ElementwiseKernel(
+            "T g, T lr, T mu, T wd, T keep, bool nesterov", "T p, T b",
+            """
+            T d = wd != 0 ? g + wd * p : g;       // g <- g + lambda*theta
+            b = mu * b + keep * d;                 // b <- mu*b + (1 - tau)*g
+            p = p - lr * (nesterov ? d + mu * b : b);
+            """, "minise_sgd_update", options=("--fmad=false",))
+    _sgd_kernel[0](grad, lr, momentum, weight_decay, 1 - dampening, bool(nesterov), param, buf)
+    return True
+
+
+_sgd_kernel = [None]   # compiled on first use
+
+
 class _Cublas:
     """Row-major GEMMs through cuBLAS's C API (ctypes), with a handle and workspace of our own,
     so that a CUDA graph can record them. cuBLAS is column-major: a C-contiguous (r, c) array

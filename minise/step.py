@@ -7,8 +7,8 @@
     loss_sum, correct, seen = step.totals()            # one read from the device
 
 On a GPU, a step of a small CIFAR ResNet is a few thousand small kernels, and issuing them one
-by one from Python takes far longer than running them. With ``graph=True`` the first step runs
-as written; the second is recorded as a CUDA graph (``backend.CudaGraph``); every step after it
+by one from Python takes far longer than running them. With ``graph=True`` the first two steps
+run as written; the third is recorded as a CUDA graph (``backend.CudaGraph``); every step after it
 copies the batch into the recorded input arrays and replays the graph: one launch. The
 arithmetic is the same kernels on the same values, so the weights match the written-out step
 bit for bit (tests/gpu checks this).
@@ -55,8 +55,8 @@ class TrainStep:
             self._inputs[0][...] = x
             self._inputs[1][...] = y
             self.optimizer.sync_device_values()
-            if self.steps == 0:
-                self._graph.run(lambda: self._step(*self._inputs))   # compiles kernels, makes optimiser state
+            if self.steps < 2:   # the first makes the optimiser state, the second compiles its update kernels
+                self._graph.run(lambda: self._step(*self._inputs))
             elif self._graph.graph is None:
                 self._graph.record(lambda: self._step(*self._inputs))
                 self._graph.replay()

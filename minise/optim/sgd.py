@@ -1,4 +1,5 @@
 """Stochastic gradient descent, with momentum, dampening, Nesterov momentum and weight decay."""
+from ..backend import fused_sgd_update
 from .optimizer import Optimizer, check_number
 
 
@@ -66,16 +67,19 @@ class SGD(Optimizer):
             nesterov = group["nesterov"]
 
             for p in self._params_to_update(group):
+                state = self.state.get(p, {})
+                self._check_state_device(p, state)
+                buf = state.get("momentum_buffer")
+                if (group["momentum"] != 0 and buf is not None
+                        and fused_sgd_update(p.data, p.grad, buf, lr, momentum, weight_decay, dampening, nesterov)):
+                    continue                                      # on the GPU: the lines below in one kernel
                 g = p.grad
                 if weight_decay != 0:
                     g = g + weight_decay * p.data                 # g <- g + lambda*theta (new array)
                 if group["momentum"] != 0:
-                    state = self.state.setdefault(p, {})
-                    self._check_state_device(p, state)
-                    buf = state.get("momentum_buffer")
                     if buf is None:
                         buf = g.copy()                            # b_1 = g_1
-                        state["momentum_buffer"] = buf
+                        self.state.setdefault(p, {})["momentum_buffer"] = buf
                     else:
                         buf *= momentum                           # b <- mu*b ...
                         buf += (1 - dampening) * g                #      ... + (1 - tau)*g

@@ -154,6 +154,42 @@ def test_cuda_graph_replays_the_recorded_work():
     assert to_numpy(total).tolist() == [0, 10, 20, 30, 40]
 
 
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("device_values", [False, True], ids=["float-hyper", "device-hyper"])
+@pytest.mark.parametrize("options", [dict(momentum=0.9, nesterov=True, weight_decay=5e-4),
+                                     dict(momentum=0.9, dampening=0.1, weight_decay=1e-3),
+                                     dict(momentum=0.5)], ids=["nesterov-wd", "dampening-wd", "plain-momentum"])
+def test_fused_sgd_update_matches_the_plain_lines_bit_for_bit(options, device_values, dtype):
+    """SGD on CuPy (backend.fused_sgd_update after the first step) against SGD on NumPy (the
+    plain lines), five steps with the lr and momentum changing: every rounding is the same."""
+    import cupy
+    from minise.optim import SGD
+    from minise.optim.lr_scheduler import OneCycleLR
+
+    rng = np.random.default_rng(1)
+    shapes = [(16, 8, 3, 3), (16,), (10, 64)]
+    start = [rng.standard_normal(s).astype(dtype) for s in shapes]
+    grads = [[rng.standard_normal(s).astype(dtype) for s in shapes] for _ in range(5)]
+    results = []
+    for xp in (np, cupy):
+        params = [nn.Parameter(xp.asarray(a.copy())) for a in start]
+        optimizer = SGD(params, lr=0.1, **options)
+        scheduler = OneCycleLR(optimizer, max_lr=0.1, total_steps=6, pct_start=0.3)
+        if device_values:
+            optimizer.keep_on_device(xp, np.dtype(dtype))
+        for step_grads in grads:
+            for p, g in zip(params, step_grads):
+                p.grad[...] = xp.asarray(g)
+            if device_values:
+                optimizer.sync_device_values()
+            optimizer.step()
+            scheduler.step()
+        results.append([to_numpy(p.data) for p in params] +
+                       [to_numpy(optimizer.state[p]["momentum_buffer"]) for p in params])
+    for cpu, gpu in zip(*results):
+        assert cpu.dtype == gpu.dtype and np.array_equal(cpu, gpu)
+
+
 def _train_steps(graph, batches):
     from minise.optim import SGD
     from minise.optim.lr_scheduler import OneCycleLR
@@ -181,7 +217,7 @@ def cupy_array(a):
 
 
 def test_graph_step_matches_eager_step_bit_for_bit():
-    """Eight steps (one eager, one recorded, six replays) with lr and momentum changing every step."""
+    """Eight steps (two eager, one recorded, five replays) with lr and momentum changing every step."""
     rng = np.random.default_rng(0)
     batches = [(cupy_array(rng.standard_normal((32, 3, 32, 32)).astype(np.float32)),
                 cupy_array(rng.integers(0, 10, 32))) for _ in range(8)]
