@@ -5,6 +5,7 @@ the same code runs on the CPU (NumPy arrays) and on the GPU (CuPy arrays). Nothi
 minise imports CuPy.
 """
 import contextlib
+import functools
 
 import numpy
 
@@ -118,19 +119,20 @@ def fused_sgd_update(param, grad, buf, lr, momentum, weight_decay, dampening, ne
     """
     if get_array_module(param) is numpy:
         return False
-    if _sgd_kernel[0] is None:
-        _sgd_kernel[0] = cupy.ElementwiseKernel(
-            "T g, T lr, T mu, T wd, T keep, bool nesterov", "T p, T b",
-            """
-            T d = wd != 0 ? g + wd * p : g;       // g <- g + lambda*theta
-            b = mu * b + keep * d;                 // b <- mu*b + (1 - tau)*g
-            p = p - lr * (nesterov ? d + mu * b : b);
-            """, "minise_sgd_update", options=("--fmad=false",))
-    _sgd_kernel[0](grad, lr, momentum, weight_decay, 1 - dampening, bool(nesterov), param, buf)
+    _sgd_kernel()(grad, lr, momentum, weight_decay, 1 - dampening, bool(nesterov), param, buf)
     return True
 
 
-_sgd_kernel = [None]   # compiled on first use
+@functools.cache
+def _sgd_kernel():
+    """The kernel of ``fused_sgd_update`` (CuPy compiles it at its first call)."""
+    return cupy.ElementwiseKernel(
+        "T g, T lr, T mu, T wd, T keep, bool nesterov", "T p, T b",
+        """
+        T d = wd != 0 ? g + wd * p : g;       // g <- g + lambda*theta
+        b = mu * b + keep * d;                 // b <- mu*b + (1 - tau)*g
+        p = p - lr * (nesterov ? d + mu * b : b);
+        """, "minise_sgd_update", options=("--fmad=false",))
 
 
 class _Cublas:
