@@ -95,7 +95,7 @@ def multiply_sum(subscripts, a, b):
     some of them, e.g. ``"ncl,ncl->c"``: sum(a * b) over the other axes.
 
     NumPy's einsum does it without a temporary; CuPy's calls cuBLAS, which a CUDA graph can't
-    record through CuPy, so on CuPy it is the product and then a sum.
+    record through CuPy, so on CuPy it is a reduction kernel of our own.
     """
     inputs, _, output = subscripts.partition("->")
     axes, _, other = inputs.partition(",")
@@ -104,7 +104,19 @@ def multiply_sum(subscripts, a, b):
                          f"the output's in input order), got {subscripts!r}")
     if get_array_module(a) is numpy:
         return numpy.einsum(subscripts, a, b)
-    return (a * b).sum(axis=tuple(i for i, c in enumerate(axes) if c not in output))
+    return _multiply_sum_kernel()(a, b, axis=tuple(i for i, c in enumerate(axes) if c not in output))
+
+
+@functools.cache
+def _multiply_sum_kernel():
+    """sum(a * b) over the given axes in one CuPy kernel, without the product as a temporary."""
+    return cupy.ReductionKernel("T u, T v", "T y", "u * v", "a + b", "y = a", "0", "minise_multiply_sum")
+
+
+# The kernels below compute what the plain lines of ``nn.batchnorm`` and ``optim.sgd`` compute,
+# operation for operation and in their order; with fused multiply-adds switched off
+# (``--fmad=false``) each operation rounds as the plain line does.
+_EXACT = ("--fmad=false",)
 
 
 def fused_sgd_update(param, grad, buf, lr, momentum, weight_decay, dampening, nesterov):
@@ -132,7 +144,91 @@ def _sgd_kernel():
         T d = wd != 0 ? g + wd * p : g;       // g <- g + lambda*theta
         b = mu * b + keep * d;                 // b <- mu*b + (1 - tau)*g
         p = p - lr * (nesterov ? d + mu * b : b);
-        """, "minise_sgd_update", options=("--fmad=false",))
+        """, "minise_sgd_update", options=_EXACT)
+
+
+def fused_batch_norm_forward(x3, xc, gamma, beta, running_mean, running_var, momentum, eps):
+    """``_BatchNorm.forward`` in training mode as five CuPy kernels (its plain lines launch about
+    twenty). Returns None, doing nothing, for NumPy arrays: there the layer's plain lines run,
+    and they are the reference (tests/gpu compares the two).
+
+    x3: (N, C, L) the input; xc: (N, C, L) written with x - mean; gamma, beta, running_mean,
+    running_var: (C,), the running statistics updated in place with ``momentum``.
+    Returns (out, inv_std): out (N, C, L) = gamma * xc * inv_std + beta, inv_std (C,).
+    """
+    if get_array_module(x3) is numpy:
+        return None
+    M = x3.shape[0] * x3.shape[2]
+    mean = x3.mean(axis=(0, 2))
+    cupy.subtract(x3, mean[:, None], out=xc)
+    sum_sq = multiply_sum("ncl,ncl->c", xc, xc)
+    inv_std, scale = cupy.empty_like(mean), cupy.empty_like(mean)
+    _bn_statistics_kernel()(sum_sq, mean, gamma, M, 1 - momentum, momentum, momentum * M / (M - 1), eps,
+                            running_mean, running_var, inv_std, scale)
+    return _channel_affine_kernel()(xc, scale[:, None], beta[:, None]), inv_std
+
+
+def fused_batch_norm_backward(d3, xc, inv_std, gamma, gamma_grad, beta_grad):
+    """``_BatchNorm.backward`` in training mode as four CuPy kernels (the plain lines: about
+    sixteen). None for NumPy arrays, as ``fused_batch_norm_forward``.
+
+    d3, xc: (N, C, L); inv_std, gamma: (C,); gamma_grad and beta_grad (C,) accumulate.
+    Returns dx: (N, C, L) = scale * (dout - mean(dout) - xhat * mean(dout * xhat)).
+    """
+    if get_array_module(d3) is numpy:
+        return None
+    M = d3.shape[0] * d3.shape[2]
+    dbeta = d3.sum(axis=(0, 2))
+    sum_dout_xc = multiply_sum("ncl,ncl->c", d3, xc)
+    scale, k, v = (cupy.empty_like(dbeta) for _ in range(3))
+    _bn_backward_kernel()(sum_dout_xc, dbeta, inv_std, gamma, M, gamma_grad, beta_grad, scale, k, v)
+    return _bn_dx_kernel()(d3, xc, scale[:, None], k[:, None], v[:, None])
+
+
+@functools.cache
+def _bn_statistics_kernel():
+    """Per channel: the biased variance, 1 / sqrt(var + eps), gamma / sqrt(var + eps), and the
+    running statistics' update (the unbiased variance: var * M / (M - 1))."""
+    return cupy.ElementwiseKernel(
+        "T sum_sq, T mean, T gamma, T count, T keep, T m, T m_unbiased, T eps",
+        "T rmean, T rvar, T inv_std, T scale",
+        """
+        T var = sum_sq / count;
+        rmean = rmean * keep + m * mean;
+        rvar = rvar * keep + m_unbiased * var;
+        inv_std = 1 / sqrt(var + eps);
+        scale = gamma * inv_std;
+        """, "minise_bn_statistics", options=_EXACT)
+
+
+@functools.cache
+def _channel_affine_kernel():
+    """x * scale + shift, scale and shift one value per channel: (C, 1) against (N, C, L)."""
+    return cupy.ElementwiseKernel("T x, T scale, T shift", "T y", "y = x * scale + shift",
+                                  "minise_channel_affine", options=_EXACT)
+
+
+@functools.cache
+def _bn_backward_kernel():
+    """Per channel: dgamma = sum(dout * xhat) and dbeta accumulated into the gradients; the
+    coefficients of dx = scale * dout - k * xc - v."""
+    return cupy.ElementwiseKernel(
+        "T sum_dout_xc, T dbeta, T inv_std, T gamma, T count", "T gamma_grad, T beta_grad, T scale, T k, T v",
+        """
+        T dgamma = sum_dout_xc * inv_std;
+        gamma_grad += dgamma;
+        beta_grad += dbeta;
+        scale = gamma * inv_std;
+        k = scale * inv_std * dgamma / count;
+        v = scale * dbeta / count;
+        """, "minise_bn_backward", options=_EXACT)
+
+
+@functools.cache
+def _bn_dx_kernel():
+    """dx = dout * scale - xc * k - v, per channel coefficients (C, 1) against (N, C, L)."""
+    return cupy.ElementwiseKernel("T dout, T xc, T scale, T k, T v", "T dx", "dx = dout * scale - xc * k - v",
+                                  "minise_bn_dx", options=_EXACT)
 
 
 class _Cublas:

@@ -1,5 +1,5 @@
 """Batch normalisation over the batch (and spatial) axes, with PyTorch's running statistics."""
-from ..backend import get_array_module, multiply_sum
+from ..backend import fused_batch_norm_backward, fused_batch_norm_forward, get_array_module, multiply_sum
 from .validate import check_dout, check_input, describe, output_spec, positive_int
 from .init import ones, zeros
 from .module import Module
@@ -50,10 +50,17 @@ class _BatchNorm(Module):
             if M < 2:
                 raise ValueError(f"{describe(self)}: training needs more than one value per channel, "
                                  f"got input shape {tuple(x.shape)}")
+            xc = self.workspace("x_centered", x3.shape, x.dtype, xp)
+            m = self._next_momentum()
+            fused = fused_batch_norm_forward(x3, xc, self.weight.data, self.bias.data,
+                                             self.running_mean, self.running_var, m, self.eps)
+            if fused is not None:                           # on the GPU: the lines below in five kernels
+                out, inv_std = fused
+                return self._keep(xc, inv_std, out.reshape(x.shape))
             mean = xp.einsum("ncl->c", x3) / M
-            xc = xp.subtract(x3, mean[:, None], out=self.workspace("x_centered", x3.shape, x.dtype, xp))
+            xp.subtract(x3, mean[:, None], out=xc)
             var = multiply_sum("ncl,ncl->c", xc, xc) / M    # biased variance
-            self._update_running_stats(mean, var, M)
+            self._update_running_stats(mean, var, M, m)
         else:
             xc = x3 - self.running_mean[:, None]
             var = self.running_var
@@ -61,13 +68,19 @@ class _BatchNorm(Module):
         # out = gamma * xhat + beta with xhat = xc * inv_std, applied in one multiply and one add
         out = xc * (self.weight.data * inv_std)[:, None]
         out += self.bias.data[:, None]
-        out = out.reshape(x.shape)
+        return self._keep(xc, inv_std, out.reshape(x.shape))
+
+    def _keep(self, xc, inv_std, out):
+        """Keep what backward needs; return ``out``."""
         self._xc, self._inv_std, self._out = xc, inv_std, output_spec(out)
         return out
 
-    def _update_running_stats(self, mean, var, M):
+    def _next_momentum(self):
+        """Count this batch; the weight m of its statistics in the running averages."""
         self.num_batches_tracked += 1
-        m = self.momentum if self.momentum is not None else 1 / float(self.num_batches_tracked)
+        return self.momentum if self.momentum is not None else 1 / float(self.num_batches_tracked)
+
+    def _update_running_stats(self, mean, var, M, m):
         self.running_mean *= 1 - m
         self.running_mean += m * mean
         self.running_var *= 1 - m
@@ -78,6 +91,10 @@ class _BatchNorm(Module):
         xp = get_array_module(dout)
         xc, inv_std = self._xc, self._inv_std                # xhat = xc * inv_std
         d3 = dout.reshape(xc.shape)
+        if self.training:
+            dx = fused_batch_norm_backward(d3, xc, inv_std, self.weight.data, self.weight.grad, self.bias.grad)
+            if dx is not None:                              # on the GPU: the lines below in four kernels
+                return dx.reshape(dout.shape)
         dbeta = xp.einsum("ncl->c", d3)
         dgamma = multiply_sum("ncl,ncl->c", d3, xc) * inv_std   # sum(dout * xhat)
         self.weight.grad += dgamma

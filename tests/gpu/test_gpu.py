@@ -263,11 +263,43 @@ def test_matmul_through_our_cublas_handle(dtype, a_transposed, b_transposed):
     np.testing.assert_allclose(to_numpy(out), to_numpy(a) @ to_numpy(b), rtol=tol)
 
 
-def test_multiply_sum_on_cupy_matches_einsum():
+@pytest.mark.parametrize("subscripts, shape", [("ncl,ncl->c", (4, 3, 5)), ("nchw,nchw->nc", (2, 3, 4, 5))])
+def test_multiply_sum_on_cupy_matches_einsum(subscripts, shape):
     import cupy
     from minise.backend import multiply_sum
 
     rng = np.random.default_rng(0)
-    a, b = rng.standard_normal((4, 3, 5)), rng.standard_normal((4, 3, 5))
-    np.testing.assert_allclose(to_numpy(multiply_sum("ncl,ncl->c", cupy.asarray(a), cupy.asarray(b))),
-                               np.einsum("ncl,ncl->c", a, b), rtol=1e-12)
+    a, b = rng.standard_normal(shape), rng.standard_normal(shape)
+    np.testing.assert_allclose(to_numpy(multiply_sum(subscripts, cupy.asarray(a), cupy.asarray(b))),
+                               np.einsum(subscripts, a, b), rtol=1e-12)
+
+
+@pytest.mark.parametrize("dtype, tol", [("float64", 1e-12), ("float32", 1e-5)], ids=["float64", "float32"])
+@pytest.mark.parametrize("make, shape", [(lambda: nn.BatchNorm2d(6), (5, 6, 4, 3)),
+                                         (lambda: nn.BatchNorm2d(6, momentum=None), (5, 6, 4, 3)),
+                                         (lambda: nn.BatchNorm1d(6, momentum=0.3), (7, 6))],
+                         ids=["2d", "2d-cumulative", "1d"])
+def test_fused_batch_norm_matches_the_plain_lines(make, shape, dtype, tol):
+    """BatchNorm training on CuPy (backend.fused_batch_norm_*) against NumPy (the plain lines):
+    three steps, so the running statistics and the gradients accumulate, then one eval pass."""
+    import cupy
+
+    rng = np.random.default_rng(2)
+    cpu = make().to(dtype=dtype)
+    cpu.weight.data[...] = rng.uniform(0.5, 1.5, cpu.num_features)
+    cpu.bias.data[...] = rng.standard_normal(cpu.num_features)
+    gpu = _on_gpu(cpu)
+    for step in range(3):
+        x = (rng.standard_normal(shape) * 3 + 1).astype(dtype)
+        dout = rng.standard_normal(shape).astype(dtype)
+        out_cpu, out_gpu = cpu(x), gpu(cupy.asarray(x))
+        np.testing.assert_allclose(to_numpy(out_gpu), out_cpu, rtol=tol, atol=tol, err_msg=f"out, step {step}")
+        dx_cpu, dx_gpu = cpu.backward(dout), gpu.backward(cupy.asarray(dout))
+        np.testing.assert_allclose(to_numpy(dx_gpu), dx_cpu, rtol=tol, atol=tol, err_msg=f"dx, step {step}")
+    state_gpu = gpu.state_dict()                        # parameters and running statistics
+    for name, a in cpu.state_dict().items():
+        np.testing.assert_allclose(state_gpu[name], a, rtol=tol, err_msg=name)
+    for (name, a), (_, b) in zip(cpu.named_parameters(), gpu.named_parameters()):
+        np.testing.assert_allclose(to_numpy(b.grad), a.grad, rtol=tol, atol=tol, err_msg=f"{name}.grad")
+    cpu.eval(), gpu.eval()
+    np.testing.assert_allclose(to_numpy(gpu(cupy.asarray(x))), cpu(x), rtol=tol, atol=tol, err_msg="eval")
