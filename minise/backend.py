@@ -113,9 +113,10 @@ def _multiply_sum_kernel():
     return cupy.ReductionKernel("T u, T v", "T y", "u * v", "a + b", "y = a", "0", "minise_multiply_sum")
 
 
-# The kernels below compute what the plain lines of ``nn.batchnorm`` and ``optim.sgd`` compute,
-# operation for operation and in their order; with fused multiply-adds switched off
-# (``--fmad=false``) each operation rounds as the plain line does.
+# The elementwise kernels below compute what the plain lines of ``nn.batchnorm`` and ``optim.sgd``
+# compute, operation for operation and in their order; with fused multiply-adds switched off
+# (``--fmad=false``) each operation rounds as the plain line does. (The reductions may sum in
+# another order than NumPy's, so BatchNorm agrees to rounding, SGD bit for bit.)
 _EXACT = ("--fmad=false",)
 
 

@@ -54,7 +54,7 @@ class _BatchNorm(Module):
             m = self._next_momentum()
             fused = fused_batch_norm_forward(x3, xc, self.weight.data, self.bias.data,
                                              self.running_mean, self.running_var, m, self.eps)
-            if fused is not None:                           # on the GPU: the lines below in five kernels
+            if fused is not None:     # on the GPU: the lines below in five kernels (backend.fused_batch_norm_forward)
                 out, inv_std = fused
                 return self._keep(xc, inv_std, out.reshape(x.shape))
             mean = xp.einsum("ncl->c", x3) / M
@@ -93,7 +93,7 @@ class _BatchNorm(Module):
         d3 = dout.reshape(xc.shape)
         if self.training:
             dx = fused_batch_norm_backward(d3, xc, inv_std, self.weight.data, self.weight.grad, self.bias.grad)
-            if dx is not None:                              # on the GPU: the lines below in four kernels
+            if dx is not None:        # on the GPU: the lines below in four kernels (backend.fused_batch_norm_backward)
                 return dx.reshape(dout.shape)
         dbeta = xp.einsum("ncl->c", d3)
         dgamma = multiply_sum("ncl,ncl->c", d3, xc) * inv_std   # sum(dout * xhat)

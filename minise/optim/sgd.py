@@ -72,7 +72,7 @@ class SGD(Optimizer):
                 buf = state.get("momentum_buffer")
                 if (group["momentum"] != 0 and buf is not None
                         and fused_sgd_update(p.data, p.grad, buf, lr, momentum, weight_decay, dampening, nesterov)):
-                    continue                                      # on the GPU: the lines below in one kernel
+                    continue                  # on the GPU: the lines below in one kernel (backend.fused_sgd_update)
                 g = p.grad
                 if weight_decay != 0:
                     g = g + weight_decay * p.data                 # g <- g + lambda*theta (new array)
