@@ -232,6 +232,80 @@ def _bn_dx_kernel():
                                   "minise_bn_dx", options=_EXACT)
 
 
+def fused_im2col(x, kernel_size, stride, padding, out):
+    """``nn.im2col.im2col(pad_input(x, padding), ...)`` as one CuPy kernel that reads x directly
+    (zero where the padded input is zero), so the padded copy is never written. Returns False,
+    doing nothing, for NumPy arrays: there the plain functions run, and they are the reference.
+
+    x: (N, C, H, W), C-contiguous; out: (C*kh*kw, N*Ho*Wo), filled with
+    out[(c, i, j), (n, ho, wo)] = x[n, c, ho*sh - ph + i, wo*sw - pw + j] (0 outside x).
+    The same values as the plain copy, bit for bit (tests/gpu).
+    """
+    if get_array_module(x) is numpy:
+        return False
+    N, C, H, W = x.shape
+    (kh, kw), (sh, sw), (ph, pw) = kernel_size, stride, padding
+    Ho, Wo = (H + 2 * ph - kh) // sh + 1, (W + 2 * pw - kw) // sw + 1
+    _im2col_kernel()(cupy.ascontiguousarray(x), N, C, H, W, kh, kw, sh, sw, ph, pw, Ho, Wo, out)
+    return True
+
+
+def fused_col2im(cols, x_shape, kernel_size, stride, padding):
+    """``nn.im2col.col2im`` as one CuPy kernel: each input pixel gathers the column entries that
+    were copied from it, in the plain loop's (i, j) order, so the sums round as there. Returns
+    dx: (N, C, H, W), or None for NumPy arrays (the plain function runs).
+
+    cols: (C*kh*kw, N*Ho*Wo), C-contiguous.
+    """
+    if get_array_module(cols) is numpy:
+        return None
+    N, C, H, W = x_shape
+    (kh, kw), (sh, sw), (ph, pw) = kernel_size, stride, padding
+    Ho, Wo = (H + 2 * ph - kh) // sh + 1, (W + 2 * pw - kw) // sw + 1
+    dx = cupy.empty(x_shape, dtype=cols.dtype)
+    _col2im_kernel()(cupy.ascontiguousarray(cols), N, C, H, W, kh, kw, sh, sw, ph, pw, Ho, Wo, dx)
+    return dx
+
+
+_CONV_GEOMETRY = "int32 N, int32 C, int32 H, int32 W, int32 kh, int32 kw, int32 sh, int32 sw, int32 ph, int32 pw, " \
+                 "int32 Ho, int32 Wo"
+
+
+@functools.cache
+def _im2col_kernel():
+    """One thread per entry of cols: which patch entry it is, and where in x that lies."""
+    return cupy.ElementwiseKernel("raw T x, " + _CONV_GEOMETRY, "T cols", """
+        ptrdiff_t P = (ptrdiff_t)N * Ho * Wo;                 // columns: one per output pixel
+        ptrdiff_t col = i % P, row = i / P;
+        int wo = col % Wo, ho = (col / Wo) % Ho, n = col / ((ptrdiff_t)Wo * Ho);
+        int kj = row % kw, ki = (row / kw) % kh, c = row / (kw * kh);
+        int h = ho * sh - ph + ki, w = wo * sw - pw + kj;     // the pixel in x (unpadded)
+        cols = (h >= 0 && h < H && w >= 0 && w < W) ? x[(((ptrdiff_t)n * C + c) * H + h) * W + w] : (T)0;
+        """, "minise_im2col")
+
+
+@functools.cache
+def _col2im_kernel():
+    """One thread per pixel of dx: the sum over the patch entries (c, i, j) at (n, ho, wo) with
+    ho*sh - ph + i = h and wo*sw - pw + j = w."""
+    return cupy.ElementwiseKernel("raw T cols, " + _CONV_GEOMETRY, "T dx", """
+        int w = i % W, h = (i / W) % H, c = (i / ((ptrdiff_t)W * H)) % C;
+        int n = i / ((ptrdiff_t)W * H * C);
+        ptrdiff_t P = (ptrdiff_t)N * Ho * Wo;
+        T sum = 0;
+        for (int ki = 0; ki < kh; ++ki) {
+            int hs = h + ph - ki;                              // = ho * sh for the patch that holds it
+            if (hs < 0 || hs % sh != 0 || hs / sh >= Ho) continue;
+            for (int kj = 0; kj < kw; ++kj) {
+                int ws = w + pw - kj;
+                if (ws < 0 || ws % sw != 0 || ws / sw >= Wo) continue;
+                sum += cols[((ptrdiff_t)(c * kh + ki) * kw + kj) * P + ((ptrdiff_t)n * Ho + hs / sh) * Wo + ws / sw];
+            }
+        }
+        dx = sum;
+        """, "minise_col2im")
+
+
 class _Cublas:
     """Row-major GEMMs through cuBLAS's C API (ctypes), with a handle and workspace of our own,
     so that a CUDA graph can record them. cuBLAS is column-major: a C-contiguous (r, c) array

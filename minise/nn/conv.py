@@ -1,7 +1,7 @@
 """2-D convolution, forward and backward, as im2col plus one matrix product per pass."""
-from ..backend import get_array_module, matmul
+from ..backend import fused_col2im, get_array_module, matmul
 from .validate import check_dout, check_input, describe, output_spec, pair, positive_int
-from .im2col import col2im, im2col, output_size, pad_input
+from .im2col import col2im, output_size, padded_im2col
 from .init import uniform_fan_in
 from .module import Module
 from .workspace import scratch
@@ -58,15 +58,11 @@ class Conv2d(Module):
         Backward builds it again from the cached input instead of keeping it: one more copy,
         but a network's memory then holds one column matrix, not one per conv layer.
         """
-        xp = get_array_module(x)
         N, C, H, W = x.shape
         (kh, kw), (sh, sw), (ph, pw) = self.kernel_size, self.stride, self.padding
         Ho, Wo = output_size(H, kh, sh, ph), output_size(W, kw, sw, pw)
-        xpad = x
-        if ph or pw:
-            xpad = pad_input(x, self.padding, out=scratch("x_padded", (N, C, H + 2 * ph, W + 2 * pw), x.dtype, xp))
-        return im2col(xpad, self.kernel_size, self.stride,
-                      out=scratch("cols", (C * kh * kw, N * Ho * Wo), x.dtype, xp))
+        cols = scratch("cols", (C * kh * kw, N * Ho * Wo), x.dtype, get_array_module(x))
+        return padded_im2col(x, self.kernel_size, self.stride, self.padding, cols, "x_padded")
 
     def backward(self, dout):
         check_dout(self, dout, self._out)
@@ -89,13 +85,8 @@ class Conv2d(Module):
         xp = get_array_module(dout)
         N, C, H, W = self._x.shape
         (kh, kw), (ph, pw), O = self.kernel_size, self.padding, self.out_channels
-        qh, qw = kh - 1 - ph, kw - 1 - pw
-        dout_pad = dout
-        if qh or qw:
-            dout_pad = pad_input(dout, (qh, qw), out=scratch(
-                "dout_padded", (N, O, dout.shape[2] + 2 * qh, dout.shape[3] + 2 * qw), dout.dtype, xp))
-        cols = im2col(dout_pad, self.kernel_size, (1, 1),
-                      out=scratch("dout_cols", (O * kh * kw, N * H * W), dout.dtype, xp))
+        cols = padded_im2col(dout, self.kernel_size, (1, 1), (kh - 1 - ph, kw - 1 - pw),
+                             scratch("dout_cols", (O * kh * kw, N * H * W), dout.dtype, xp), "dout_padded")
         w_flipped = self.weight.data[:, :, ::-1, ::-1].transpose(1, 0, 2, 3).reshape(C, -1)  # (C, O*kh*kw)
         return xp.ascontiguousarray(matmul(w_flipped, cols).reshape(C, N, H, W).transpose(1, 0, 2, 3))
 
@@ -106,6 +97,9 @@ class Conv2d(Module):
         (kh, kw), (ph, pw), O = self.kernel_size, self.padding, self.out_channels
         dcols = scratch("dcols", (C * kh * kw, dout_mat.shape[1]), dout_mat.dtype, xp)
         matmul(self.weight.data.reshape(O, -1).T, dout_mat, out=dcols)         # (C*kh*kw, N*Ho*Wo)
+        dx = fused_col2im(dcols, self._x.shape, self.kernel_size, self.stride, self.padding)
+        if dx is not None:                                   # on the GPU: the lines below in one kernel
+            return dx
         dx_padded = scratch("dx_padded", (N, C, H + 2 * ph, W + 2 * pw), dout_mat.dtype, xp)
         return col2im(dcols, self._x.shape, self.kernel_size, self.stride, self.padding, out=dx_padded).copy()
 

@@ -8,7 +8,8 @@ column gives ``cols`` of shape (C*kh*kw, N*Ho*Wo), and the convolution becomes
 ``im2col`` builds the patches as a strided *view* of the input (``as_strided``), no copy, no
 Python loop; the single copy is into the ``cols`` matrix that the matrix product needs.
 """
-from ..backend import get_array_module
+from ..backend import fused_im2col, get_array_module
+from .workspace import scratch
 
 
 def output_size(size, kernel, stride, padding):
@@ -59,6 +60,19 @@ def im2col(x_padded, kernel_size, stride, out=None):
     # the one copy: reorder the view to (c, i, j, n, ho, wo) straight into the matrix
     out.reshape(C, kh, kw, N, Ho, Wo)[...] = windows.transpose(1, 4, 5, 0, 2, 3)
     return out
+
+
+def padded_im2col(x, kernel_size, stride, padding, out, name):
+    """im2col(pad_input(x, padding)) into ``out``: (C*kh*kw, N*Ho*Wo), the padded copy in a
+    scratch buffer called ``name``. On the GPU one kernel does both (``backend.fused_im2col``)."""
+    if fused_im2col(x, kernel_size, stride, padding, out):
+        return out
+    xp = get_array_module(x)
+    N, C, H, W = x.shape
+    (ph, pw) = padding
+    if ph or pw:
+        x = pad_input(x, padding, out=scratch(name, (N, C, H + 2 * ph, W + 2 * pw), x.dtype, xp))
+    return im2col(x, kernel_size, stride, out=out)
 
 
 def col2im(cols, x_shape, kernel_size, stride, padding, out=None):

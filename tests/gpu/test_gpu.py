@@ -303,3 +303,27 @@ def test_fused_batch_norm_matches_the_plain_lines(make, shape, dtype, tol):
         np.testing.assert_allclose(to_numpy(b.grad), a.grad, rtol=tol, atol=tol, err_msg=f"{name}.grad")
     cpu.eval(), gpu.eval()
     np.testing.assert_allclose(to_numpy(gpu(cupy.asarray(x))), cpu(x), rtol=tol, atol=tol, err_msg="eval")
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("shape, kernel_size, stride, padding", [
+    ((2, 3, 5, 7), (3, 3), (1, 1), (1, 1)), ((2, 3, 8, 8), (3, 3), (2, 2), (1, 1)),
+    ((3, 2, 6, 5), (1, 1), (2, 2), (0, 0)), ((1, 4, 7, 6), (2, 3), (1, 2), (2, 1)),
+    ((2, 16, 32, 32), (3, 3), (1, 1), (2, 2))])
+def test_fused_im2col_and_col2im_match_the_plain_functions_bit_for_bit(shape, kernel_size, stride, padding, dtype):
+    """backend.fused_im2col / fused_col2im against nn.im2col's pad_input + im2col and col2im,
+    all on CuPy: the same copies and the same sums in the same order."""
+    import cupy
+    from minise.backend import fused_col2im, fused_im2col
+    from minise.nn.im2col import col2im, im2col, pad_input
+
+    rng = np.random.default_rng(3)
+    x = cupy.asarray(rng.standard_normal(shape).astype(dtype))
+    plain = im2col(pad_input(x, padding), kernel_size, stride)
+    fused = cupy.full_like(plain, np.nan)
+    assert fused_im2col(x, kernel_size, stride, padding, fused)
+    assert cupy.array_equal(fused, plain)
+    cols = cupy.asarray(rng.standard_normal(plain.shape).astype(dtype))
+    dx = fused_col2im(cols, shape, kernel_size, stride, padding)
+    assert dx.shape == shape and dx.dtype == cols.dtype
+    assert cupy.array_equal(dx, col2im(cols, shape, kernel_size, stride, padding))
