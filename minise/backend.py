@@ -235,9 +235,10 @@ def _bn_dx_kernel():
 def fused_im2col(x, kernel_size, stride, padding, out):
     """``nn.im2col.im2col(pad_input(x, padding), ...)`` as one CuPy kernel that reads x directly
     (zero where the padded input is zero), so the padded copy is never written. Returns False,
-    doing nothing, for NumPy arrays: there the plain functions run, and they are the reference.
+    doing nothing, for NumPy arrays (there the plain functions run, and they are the reference)
+    and for arrays the kernel can't take (see ``_launch_conv_kernel``).
 
-    x: (N, C, H, W), C-contiguous; out: (C*kh*kw, N*Ho*Wo), filled with
+    x: (N, C, H, W); out: (C*kh*kw, N*Ho*Wo), C-contiguous, filled with
     out[(c, i, j), (n, ho, wo)] = x[n, c, ho*sh - ph + i, wo*sw - pw + j] (0 outside x).
     The same values as the plain copy, bit for bit (tests/gpu).
     """
@@ -246,16 +247,16 @@ def fused_im2col(x, kernel_size, stride, padding, out):
     N, C, H, W = x.shape
     (kh, kw), (sh, sw), (ph, pw) = kernel_size, stride, padding
     Ho, Wo = (H + 2 * ph - kh) // sh + 1, (W + 2 * pw - kw) // sw + 1
-    _im2col_kernel()(cupy.ascontiguousarray(x), N, C, H, W, kh, kw, sh, sw, ph, pw, Ho, Wo, out)
-    return True
+    return _launch_conv_kernel("minise_im2col", N * C * Ho * Wo, cupy.ascontiguousarray(x), out,
+                               N, C, H, W, kh, kw, sh, sw, ph, pw, Ho, Wo)
 
 
 def fused_col2im(cols, x_shape, kernel_size, stride, padding):
     """``nn.im2col.col2im`` as one CuPy kernel: each input pixel gathers the column entries that
     were copied from it, in the plain loop's (i, j) order, so the sums round as there. Returns
-    dx: (N, C, H, W), or None for NumPy arrays (the plain function runs).
+    dx: (N, C, H, W), or None where the plain function runs instead (as ``fused_im2col``).
 
-    cols: (C*kh*kw, N*Ho*Wo), C-contiguous.
+    cols: (C*kh*kw, N*Ho*Wo).
     """
     if get_array_module(cols) is numpy:
         return None
@@ -263,47 +264,72 @@ def fused_col2im(cols, x_shape, kernel_size, stride, padding):
     (kh, kw), (sh, sw), (ph, pw) = kernel_size, stride, padding
     Ho, Wo = (H + 2 * ph - kh) // sh + 1, (W + 2 * pw - kw) // sw + 1
     dx = cupy.empty(x_shape, dtype=cols.dtype)
-    _col2im_kernel()(cupy.ascontiguousarray(cols), N, C, H, W, kh, kw, sh, sw, ph, pw, Ho, Wo, dx)
-    return dx
+    launched = _launch_conv_kernel("minise_col2im", dx.size, cupy.ascontiguousarray(cols), dx,
+                                   N, C, H, W, kh, kw, sh, sw, ph, pw, Ho, Wo)
+    return dx if launched else None
 
 
-_CONV_GEOMETRY = "int32 N, int32 C, int32 H, int32 W, int32 kh, int32 kw, int32 sh, int32 sw, int32 ph, int32 pw, " \
-                 "int32 Ho, int32 Wo"
-
-
-@functools.cache
-def _im2col_kernel():
-    """One thread per entry of cols: which patch entry it is, and where in x that lies."""
-    return cupy.ElementwiseKernel("raw T x, " + _CONV_GEOMETRY, "T cols", """
-        ptrdiff_t P = (ptrdiff_t)N * Ho * Wo;                 // columns: one per output pixel
-        ptrdiff_t col = i % P, row = i / P;
-        int wo = col % Wo, ho = (col / Wo) % Ho, n = col / ((ptrdiff_t)Wo * Ho);
-        int kj = row % kw, ki = (row / kw) % kh, c = row / (kw * kh);
-        int h = ho * sh - ph + ki, w = wo * sw - pw + kj;     // the pixel in x (unpadded)
-        cols = (h >= 0 && h < H && w >= 0 && w < W) ? x[(((ptrdiff_t)n * C + c) * H + h) * W + w] : (T)0;
-        """, "minise_im2col")
-
-
-@functools.cache
-def _col2im_kernel():
-    """One thread per pixel of dx: the sum over the patch entries (c, i, j) at (n, ho, wo) with
-    ho*sh - ph + i = h and wo*sw - pw + j = w."""
-    return cupy.ElementwiseKernel("raw T cols, " + _CONV_GEOMETRY, "T dx", """
-        int w = i % W, h = (i / W) % H, c = (i / ((ptrdiff_t)W * H)) % C;
-        int n = i / ((ptrdiff_t)W * H * C);
-        ptrdiff_t P = (ptrdiff_t)N * Ho * Wo;
-        T sum = 0;
-        for (int ki = 0; ki < kh; ++ki) {
-            int hs = h + ph - ki;                              // = ho * sh for the patch that holds it
-            if (hs < 0 || hs % sh != 0 || hs / sh >= Ho) continue;
-            for (int kj = 0; kj < kw; ++kj) {
-                int ws = w + pw - kj;
-                if (ws < 0 || ws % sw != 0 || ws / sw >= Wo) continue;
-                sum += cols[((ptrdiff_t)(c * kh + ki) * kw + kj) * P + ((ptrdiff_t)n * Ho + hs / sh) * Wo + ws / sw];
-            }
+# im2col: one thread per (n, c, ho, wo), which copies the kh*kw pixels of that patch in channel
+# c to their kh*kw rows of cols; neighbouring threads hold neighbouring output pixels, so every
+# write is coalesced. col2im: one thread per pixel of dx. Index arithmetic in 32 bits (the
+# launcher checks the sizes), offsets into the arrays in 64.
+_CONV_KERNELS = r"""
+extern "C" __global__ void minise_im2col(const T* x, T* cols, int N, int C, int H, int W, int kh, int kw,
+                                         int sh, int sw, int ph, int pw, int Ho, int Wo) {
+    int t = blockIdx.x * blockDim.x + threadIdx.x, L = Ho * Wo;
+    if (t >= N * C * L) return;
+    int p = t % L, c = t / L % C, n = t / L / C;             // t = (n, c, p), p = (ho, wo)
+    int ho = p / Wo, wo = p - ho * Wo;
+    size_t P = (size_t)N * L;                                // columns of cols
+    const T* xnc = x + ((size_t)n * C + c) * H * W;
+    T* col = cols + (size_t)c * kh * kw * P + (size_t)n * L + p;   // row (c, 0, 0), column (n, ho, wo)
+    for (int i = 0; i < kh; ++i) {
+        int h = ho * sh - ph + i;                            // the pixel of x (unpadded)
+        for (int j = 0; j < kw; ++j) {
+            int w = wo * sw - pw + j;
+            col[(i * kw + j) * P] = (h >= 0 && h < H && w >= 0 && w < W) ? xnc[h * W + w] : (T)0;
         }
-        dx = sum;
-        """, "minise_col2im")
+    }
+}
+
+extern "C" __global__ void minise_col2im(const T* cols, T* dx, int N, int C, int H, int W, int kh, int kw,
+                                         int sh, int sw, int ph, int pw, int Ho, int Wo) {
+    int t = blockIdx.x * blockDim.x + threadIdx.x;
+    if (t >= N * C * H * W) return;
+    int w = t % W, h = t / W % H, c = t / (H * W) % C, n = t / (H * W) / C;
+    size_t P = (size_t)N * Ho * Wo;
+    T sum = 0;
+    for (int i = 0; i < kh; ++i) {                           // the patches (ho, wo) that copied it:
+        int hs = h + ph - i;                                 // ho*sh + i = h + ph
+        if (hs < 0 || hs % sh != 0 || hs / sh >= Ho) continue;
+        for (int j = 0; j < kw; ++j) {
+            int ws = w + pw - j;
+            if (ws < 0 || ws % sw != 0 || ws / sw >= Wo) continue;
+            sum += cols[((size_t)c * kh * kw + i * kw + j) * P + ((size_t)n * Ho + hs / sh) * Wo + ws / sw];
+        }
+    }
+    dx[t] = sum;
+}
+"""
+
+
+def _launch_conv_kernel(name, threads, source, target, *geometry):
+    """Run one of ``_CONV_KERNELS`` with one thread per output entry it names. False, running
+    nothing, where a 32-bit index could overflow or the dtype is neither float32 nor float64."""
+    if max(source.size, target.size) >= 2 ** 31 or source.dtype.name not in ("float32", "float64"):
+        return False
+    if threads == 0:
+        return True                                          # an empty output: nothing to fill
+    block = 256
+    kernel = _conv_kernel_module(source.dtype.name).get_function(name)
+    kernel((-(-threads // block),), (block,), (source, target, *map(numpy.int32, geometry)))
+    return True
+
+
+@functools.cache
+def _conv_kernel_module(dtype_name):
+    """The conv kernels compiled for float32 (T = float) or float64 (T = double)."""
+    return cupy.RawModule(code=f"typedef {dict(float32='float', float64='double')[dtype_name]} T;\n" + _CONV_KERNELS)
 
 
 class _Cublas:
