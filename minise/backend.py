@@ -76,9 +76,8 @@ def matmul(a, b, out=None):
     NumPy: ``numpy.matmul``. CuPy, for 2-D float32/float64 matrices: cuBLAS called directly,
     through a handle of our own (``_Cublas``, one per GPU), because CuPy refuses to call cuBLAS
     while a CUDA graph is being recorded (``CudaGraph``), although cuBLAS itself supports it.
-    Using the one path eagerly too keeps recorded and eager steps bit for bit equal. A long inner
-    axis with a small result is split into slices multiplied side by side (``_Cublas.splits``).
-    Where the cuBLAS library can't be found, ``cupy.matmul`` is used (and graphs can't be recorded).
+    Using the one path eagerly too keeps recorded and eager steps bit for bit equal. Where the
+    cuBLAS library can't be found, ``cupy.matmul`` is used (and graphs can't be recorded).
     """
     xp = get_array_module(a)
     if xp is numpy or a.dtype not in _Cublas.GEMM or a.ndim != 2 or b.ndim != 2:
@@ -339,8 +338,6 @@ class _Cublas:
     is its transpose with leading dimension c, so C = A @ B is computed as C^T = B^T A^T."""
 
     GEMM = {numpy.dtype("float32"): "cublasSgemm_v2", numpy.dtype("float64"): "cublasDgemm_v2"}
-    GEMM_BATCHED = {numpy.dtype("float32"): "cublasSgemmStridedBatched",
-                    numpy.dtype("float64"): "cublasDgemmStridedBatched"}
     WORKSPACE_BYTES = 32 << 20        # cuBLAS's own size on Hopper; set, so capture never allocates
 
     @classmethod
@@ -398,37 +395,10 @@ class _Cublas:
         one, zero = scalar(1), scalar(0)
         self._check(self.lib.cublasSetStream_v2(self.handle, c.c_void_p(cupy.cuda.get_current_stream().ptr)),
                     "cublasSetStream")
-        splits = self.splits(m, n, k)
-        if splits == 1:
-            self._check(getattr(self.lib, self.GEMM[a.dtype])(
-                self.handle, op_b, op_a, n, m, k, c.byref(one), c.c_void_p(b.data.ptr), ldb,
-                c.c_void_p(a.data.ptr), lda, c.byref(zero), c.c_void_p(out.data.ptr), n), "cublas gemm")
-            return out
-        # Split K: a @ b = sum over s of a[:, K_s] @ b[K_s, :], the K_s equal slices of the inner
-        # axis. cuBLAS runs the products side by side (one batched call); then one sum.
-        part = k // splits
-        stride_a = part if op_a == 0 else part * m            # where slice s starts, in elements
-        stride_b = part * n if op_b == 0 else part
-        partials = cupy.empty((splits, m, n), dtype=a.dtype)
-        self._check(getattr(self.lib, self.GEMM_BATCHED[a.dtype])(
-            self.handle, op_b, op_a, n, m, part, c.byref(one), c.c_void_p(b.data.ptr), ldb, c.c_longlong(stride_b),
-            c.c_void_p(a.data.ptr), lda, c.c_longlong(stride_a), c.byref(zero), c.c_void_p(partials.data.ptr), n,
-            c.c_longlong(m * n), splits), "cublas batched gemm")
-        return partials.sum(axis=0, out=out)
-
-    SPLIT_K_LENGTH = 4096
-
-    @classmethod
-    def splits(cls, m, n, k):
-        """How many slices of the inner axis to multiply side by side. A product with a long inner
-        axis and a small result (a convolution's weight gradient: K = N*Ho*Wo = 131,072 for a
-        result of 144 x 16) leaves most of the GPU idle in one GEMM, 6 TFLOP/s on an H100;
-        halve K while it stays a multiple and the slices stay at least 4,096 long."""
-        splits = 1
-        if k >= 4 * cls.SPLIT_K_LENGTH and m * n <= k:
-            while k % (2 * splits) == 0 and k // (2 * splits) >= cls.SPLIT_K_LENGTH:
-                splits *= 2
-        return splits
+        self._check(getattr(self.lib, self.GEMM[a.dtype])(
+            self.handle, op_b, op_a, n, m, k, c.byref(one), c.c_void_p(b.data.ptr), ldb,
+            c.c_void_p(a.data.ptr), lda, c.byref(zero), c.c_void_p(out.data.ptr), n), "cublas gemm")
+        return out
 
 
 _cublas = {}          # GPU id -> its _Cublas handle (or None), made at the first CuPy matmul there
