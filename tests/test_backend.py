@@ -2,7 +2,7 @@
 import numpy as np
 import pytest
 
-from minise.backend import matmul, multiply_sum
+from minise.backend import channel_sums, matmul, multiply_sum
 
 
 def test_multiply_sum_is_einsum_and_refuses_other_subscripts():
@@ -21,3 +21,12 @@ def test_matmul_on_numpy_is_numpy_matmul():
     out = np.empty((5, 3))
     assert matmul(a, b, out=out) is out
     np.testing.assert_array_equal(out, a @ b)
+
+
+def test_channel_sums_on_numpy_are_the_scaled_einsums():
+    rng = np.random.default_rng(1)
+    a, b = rng.standard_normal((3, 4, 5)), rng.standard_normal((3, 4, 5))
+    sums, products = channel_sums(a, b, scale=0.25)
+    np.testing.assert_array_equal(sums, np.einsum("ncl->c", a) * 0.25)
+    np.testing.assert_array_equal(products, np.einsum("ncl,ncl->c", a, b) * 0.25)
+    np.testing.assert_array_equal(channel_sums(a), np.einsum("ncl->c", a))

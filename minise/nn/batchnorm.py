@@ -54,7 +54,7 @@ class _BatchNorm(Module):
             m = self._next_momentum()
             fused = fused_batch_norm_forward(x3, xc, self.weight.data, self.bias.data,
                                              self.running_mean, self.running_var, m, self.eps)
-            if fused is not None:     # on the GPU: the lines below in five kernels (backend.fused_batch_norm_forward)
+            if fused is not None:     # on the GPU: the lines below in seven kernels (backend.fused_batch_norm_forward)
                 out, inv_std = fused
                 return self._keep(xc, inv_std, out.reshape(x.shape))
             mean = xp.einsum("ncl->c", x3) / M

@@ -275,6 +275,26 @@ def test_multiply_sum_on_cupy_matches_einsum(subscripts, shape):
 
 
 @pytest.mark.parametrize("dtype, tol", [("float64", 1e-12), ("float32", 1e-5)], ids=["float64", "float32"])
+@pytest.mark.parametrize("shape", [(4, 3, 5), (128, 16, 1024), (7, 64, 64), (3, 1500, 2), (1, 2, 777), (130, 5, 1)])
+def test_channel_sums_on_cupy_match_numpy(shape, dtype, tol):
+    """Per-channel sums of BatchNorm: blocks over a few images each (some blocks empty when the
+    images don't divide), then the block sums; one channel, many, more channels than blocks."""
+    import cupy
+    from minise.backend import channel_sums
+
+    rng = np.random.default_rng(0)
+    a, b = rng.standard_normal(shape).astype(dtype), rng.standard_normal(shape).astype(dtype)
+    sums, products = channel_sums(cupy.asarray(a), cupy.asarray(b), scale=0.5)
+    wide = a.astype(np.float64), b.astype(np.float64)
+    atol = tol * np.sqrt(shape[0] * shape[2])
+    np.testing.assert_allclose(to_numpy(sums), 0.5 * wide[0].sum(axis=(0, 2)), rtol=tol, atol=atol)
+    np.testing.assert_allclose(to_numpy(products), 0.5 * np.einsum("ncl,ncl->c", *wide), rtol=tol, atol=atol)
+    assert sums.dtype == products.dtype == np.dtype(dtype)
+    only = channel_sums(cupy.asarray(a))
+    np.testing.assert_allclose(to_numpy(only), wide[0].sum(axis=(0, 2)), rtol=tol, atol=atol)
+
+
+@pytest.mark.parametrize("dtype, tol", [("float64", 1e-12), ("float32", 1e-5)], ids=["float64", "float32"])
 @pytest.mark.parametrize("make, shape", [(lambda: nn.BatchNorm2d(6), (5, 6, 4, 3)),
                                          (lambda: nn.BatchNorm2d(6, momentum=None), (5, 6, 4, 3)),
                                          (lambda: nn.BatchNorm1d(6, momentum=0.3), (7, 6))],
