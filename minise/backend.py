@@ -113,15 +113,21 @@ def _multiply_sum_kernel():
     return cupy.ReductionKernel("T u, T v", "T y", "u * v", "a + b", "y = a", "0", "minise_multiply_sum")
 
 
+_C_TYPES = {"float32": "float", "float64": "double"}    # the dtypes our raw CUDA kernels are compiled for
+
+
 def channel_sums(a, b=None, scale=1):
     """Per channel of (N, C, L) arrays: ``scale * sum(a)`` and, with ``b``, also ``scale *
     sum(a * b)``, each (C,), summed over n and l: BatchNorm's reductions.
 
-    NumPy (and dtypes other than float32/64): ``einsum``. CuPy: one kernel in which blocks of 256 threads each sum one channel of
-    a few images (as many blocks as keep the GPU busy), then one kernel that adds each channel's
-    block sums in a fixed order. CuPy's own reduction over axes (0, 2) gives each channel one
-    block: 16 blocks for 16 channels, ~30 us for a (128, 16, 1024) array on an H100.
+    NumPy (and dtypes other than float32/64): ``einsum``. CuPy: one kernel in which blocks of
+    256 threads each sum one channel of a few images (as many blocks as keep the GPU busy), then
+    one kernel that adds each channel's block sums in a fixed order. CuPy's own reduction over
+    axes (0, 2) gives each channel one block: 16 blocks for 16 channels, ~30 us for a
+    (128, 16, 1024) array on an H100, against ~9 us here.
     """
+    if b is not None and (b.shape != a.shape or b.dtype != a.dtype):
+        raise ValueError(f"channel_sums: b must match a, {a.dtype} {a.shape}; got {b.dtype} {b.shape}")
     xp = get_array_module(a)
     if xp is numpy or a.dtype.name not in _C_TYPES or a.size >= 2 ** 31:
         sums = xp.einsum("ncl->c", a) * scale
@@ -185,9 +191,6 @@ extern "C" __global__ void minise_channel_sums(const T* partial, T* sums, T* pro
 def _channel_sums_module(dtype_name):
     """``_CHANNEL_SUMS_KERNELS`` compiled for float32 or float64."""
     return cupy.RawModule(code=f"typedef {_C_TYPES[dtype_name]} T;\n" + _CHANNEL_SUMS_KERNELS)
-
-
-_C_TYPES = {"float32": "float", "float64": "double"}
 
 
 # The elementwise kernels below compute what the plain lines of ``nn.batchnorm`` and ``optim.sgd``
@@ -323,6 +326,7 @@ def fused_im2col(x, kernel_size, stride, padding, out):
     N, C, H, W = x.shape
     (kh, kw), (sh, sw), (ph, pw) = kernel_size, stride, padding
     Ho, Wo = (H + 2 * ph - kh) // sh + 1, (W + 2 * pw - kw) // sw + 1
+    _check_columns(out, (C * kh * kw, N * Ho * Wo), x.dtype, "out")
     return _launch_conv_kernel("minise_im2col", N * C * Ho * Wo, cupy.ascontiguousarray(x), out,
                                N, C, H, W, kh, kw, sh, sw, ph, pw, Ho, Wo)
 
@@ -339,8 +343,9 @@ def fused_col2im(cols, x_shape, kernel_size, stride, padding):
     N, C, H, W = x_shape
     (kh, kw), (sh, sw), (ph, pw) = kernel_size, stride, padding
     Ho, Wo = (H + 2 * ph - kh) // sh + 1, (W + 2 * pw - kw) // sw + 1
+    _check_columns(cols, (C * kh * kw, N * Ho * Wo), cols.dtype, "cols")
     dx = cupy.empty(x_shape, dtype=cols.dtype)
-    launched = _launch_conv_kernel("minise_col2im", dx.size, cupy.ascontiguousarray(cols), dx,
+    launched = _launch_conv_kernel("minise_col2im", dx.size, cols, dx,
                                    N, C, H, W, kh, kw, sh, sw, ph, pw, Ho, Wo)
     return dx if launched else None
 
@@ -387,6 +392,14 @@ extern "C" __global__ void minise_col2im(const T* cols, T* dx, int N, int C, int
     dx[t] = sum;
 }
 """
+
+
+def _check_columns(cols, shape, dtype, name):
+    """The kernels index ``cols`` by the geometry alone: refuse a matrix of another shape, dtype
+    or memory order rather than read or write past its end."""
+    if cols.shape != shape or cols.dtype != dtype or not cols.flags.c_contiguous:
+        raise ValueError(f"{name} must be a C-contiguous {dtype} column matrix of shape {shape}, "
+                         f"got {cols.dtype} {cols.shape}{'' if cols.flags.c_contiguous else ' (not C-contiguous)'}")
 
 
 def _launch_conv_kernel(name, threads, source, target, *geometry):

@@ -30,3 +30,5 @@ def test_channel_sums_on_numpy_are_the_scaled_einsums():
     np.testing.assert_array_equal(sums, np.einsum("ncl->c", a) * 0.25)
     np.testing.assert_array_equal(products, np.einsum("ncl,ncl->c", a, b) * 0.25)
     np.testing.assert_array_equal(channel_sums(a), np.einsum("ncl->c", a))
+    with pytest.raises(ValueError, match=r"channel_sums: b must match a, float64 \(3, 4, 5\); got float64 \(3, 4, 6\)"):
+        channel_sums(a, rng.standard_normal((3, 4, 6)))

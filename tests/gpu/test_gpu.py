@@ -347,3 +347,18 @@ def test_fused_im2col_and_col2im_match_the_plain_functions_bit_for_bit(shape, ke
     dx = fused_col2im(cols, shape, kernel_size, stride, padding)
     assert dx.shape == shape and dx.dtype == cols.dtype
     assert cupy.array_equal(dx, col2im(cols, shape, kernel_size, stride, padding))
+
+
+def test_fused_im2col_and_col2im_refuse_a_column_matrix_of_another_shape():
+    """The kernels index by the geometry alone; a wrong buffer must be an error, not a write past its end."""
+    import cupy
+    from minise.backend import fused_col2im, fused_im2col
+
+    x = cupy.zeros((2, 3, 5, 5), dtype=cupy.float32)
+    with pytest.raises(ValueError, match=r"out must be a C-contiguous float32 column matrix of shape \(27, 50\), "
+                                         r"got float32 \(27, 49\)"):
+        fused_im2col(x, (3, 3), (1, 1), (1, 1), cupy.empty((27, 49), dtype=cupy.float32))
+    with pytest.raises(ValueError, match=r"got float64 \(27, 50\)"):
+        fused_im2col(x, (3, 3), (1, 1), (1, 1), cupy.empty((27, 50), dtype=cupy.float64))
+    with pytest.raises(ValueError, match=r"not C-contiguous"):
+        fused_col2im(cupy.empty((50, 27), dtype=cupy.float32).T, x.shape, (3, 3), (1, 1), (1, 1))
