@@ -26,15 +26,15 @@ from minise.twins import torch_twin
 def evaluate(torch, model, x, y, batch_size=1000):
     """Mean cross-entropy and accuracy of ``model`` in eval mode on x: (N, 3, 32, 32)."""
     model.eval()
-    loss, correct = 0.0, 0
+    loss, correct = torch.zeros((), device=x.device), torch.zeros((), device=x.device, dtype=torch.int64)
     with torch.no_grad():
-        for start in range(0, len(y), batch_size):
+        for start in range(0, len(y), batch_size):                # summed on the device, read once
             logits = model(x[start:start + batch_size])
             target = y[start:start + batch_size]
-            loss += torch.nn.functional.cross_entropy(logits, target, reduction="sum").item()
-            correct += (logits.argmax(1) == target).sum().item()
+            loss += torch.nn.functional.cross_entropy(logits, target, reduction="sum")
+            correct += (logits.argmax(1) == target).sum()
     model.train()
-    return loss / len(y), correct / len(y)
+    return loss.item() / len(y), correct.item() / len(y)
 
 
 def crop_flip(torch, x, offsets, draws, padding=4):

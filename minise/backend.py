@@ -323,12 +323,10 @@ def fused_im2col(x, kernel_size, stride, padding, out):
     """
     if get_array_module(x) is numpy:
         return False
-    N, C, H, W = x.shape
-    (kh, kw), (sh, sw), (ph, pw) = kernel_size, stride, padding
-    Ho, Wo = (H + 2 * ph - kh) // sh + 1, (W + 2 * pw - kw) // sw + 1
+    geometry = _conv_geometry(x.shape, kernel_size, stride, padding)
+    N, C, _, _, kh, kw, _, _, _, _, Ho, Wo = geometry
     _check_columns(out, (C * kh * kw, N * Ho * Wo), x.dtype, "out")
-    return _launch_conv_kernel("minise_im2col", N * C * Ho * Wo, cupy.ascontiguousarray(x), out,
-                               N, C, H, W, kh, kw, sh, sw, ph, pw, Ho, Wo)
+    return _launch_conv_kernel("minise_im2col", N * C * Ho * Wo, cupy.ascontiguousarray(x), out, geometry)
 
 
 def fused_col2im(cols, x_shape, kernel_size, stride, padding):
@@ -340,14 +338,19 @@ def fused_col2im(cols, x_shape, kernel_size, stride, padding):
     """
     if get_array_module(cols) is numpy:
         return None
-    N, C, H, W = x_shape
-    (kh, kw), (sh, sw), (ph, pw) = kernel_size, stride, padding
-    Ho, Wo = (H + 2 * ph - kh) // sh + 1, (W + 2 * pw - kw) // sw + 1
+    geometry = _conv_geometry(x_shape, kernel_size, stride, padding)
+    N, C, _, _, kh, kw, _, _, _, _, Ho, Wo = geometry
     _check_columns(cols, (C * kh * kw, N * Ho * Wo), cols.dtype, "cols")
     dx = cupy.empty(x_shape, dtype=cols.dtype)
-    launched = _launch_conv_kernel("minise_col2im", dx.size, cols, dx,
-                                   N, C, H, W, kh, kw, sh, sw, ph, pw, Ho, Wo)
-    return dx if launched else None
+    return dx if _launch_conv_kernel("minise_col2im", dx.size, cols, dx, geometry) else None
+
+
+def _conv_geometry(x_shape, kernel_size, stride, padding):
+    """(N, C, H, W, kh, kw, sh, sw, ph, pw, Ho, Wo): the conv kernels' arguments after the arrays.
+    Ho and Wo as ``nn.im2col.output_size`` computes them (the backend does not import nn)."""
+    N, C, H, W = x_shape
+    (kh, kw), (sh, sw), (ph, pw) = kernel_size, stride, padding
+    return N, C, H, W, kh, kw, sh, sw, ph, pw, (H + 2 * ph - kh) // sh + 1, (W + 2 * pw - kw) // sw + 1
 
 
 # im2col: one thread per (n, c, ho, wo), which copies the kh*kw pixels of that patch in channel
@@ -402,7 +405,7 @@ def _check_columns(cols, shape, dtype, name):
                          f"got {cols.dtype} {cols.shape}{'' if cols.flags.c_contiguous else ' (not C-contiguous)'}")
 
 
-def _launch_conv_kernel(name, threads, source, target, *geometry):
+def _launch_conv_kernel(name, threads, source, target, geometry):
     """Run one of ``_CONV_KERNELS`` with one thread per output entry it names. False, running
     nothing, where a 32-bit index could overflow or the dtype is neither float32 nor float64."""
     if max(source.size, target.size) >= 2 ** 31 or source.dtype.name not in _C_TYPES:
