@@ -43,6 +43,9 @@ def load_checkpoint(path):
     """Return ``(model_state, optimizer_state or None, meta)`` from a checkpoint file."""
     if not os.path.isfile(path):
         raise CheckpointError(f"checkpoint '{path}' does not exist")
+    if not zipfile.is_zipfile(path):      # numpy.load would try it as a pickle and say so
+        raise CheckpointError(f"checkpoint '{path}' is truncated or not an .npz file "
+                              "(no complete zip archive: an .npz written by minise train is one)")
     try:
         with numpy.load(path, allow_pickle=False) as data:
             arrays = {k: data[k] for k in data.files}

@@ -57,6 +57,18 @@ def export_state_dict(model_state, path):
         raise ValueError(f"export path must end in .pt or .npz, got {path!r}")
 
 
+def _write_output(what, path, write):
+    """``write(path)``, making its folder first; False, with a message, where that fails."""
+    try:
+        os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+        write(path)
+    except OSError as err:
+        print(f"minise evaluate: error: could not write the {what} to {path}: {err}", file=sys.stderr)
+        return False
+    print(f"{what}: {path}")
+    return True
+
+
 def main(argv=None):
     p = argparse.ArgumentParser(prog="minise evaluate", description=__doc__.split("\n\n")[0])
     p.add_argument("checkpoint", help="a last.npz or best.npz written by minise train")
@@ -89,11 +101,11 @@ def main(argv=None):
     for c, name in enumerate(classes):
         print(f"  {name:<12} {100 * counts[c, c] / max(counts[c].sum(), 1):6.2f}%")
     plot_path = args.confusion or os.path.join(os.path.dirname(os.path.abspath(args.checkpoint)), "confusion.png")
-    plot_confusion(counts, classes, plot_path)
-    print(f"confusion matrix: {plot_path}")
-    if args.export:
-        export_state_dict(model_state, args.export)
-        print(f"PyTorch state_dict: {args.export}")
+    if not _write_output("confusion matrix", plot_path, lambda path: plot_confusion(counts, classes, path)):
+        return 1
+    if args.export and not _write_output("PyTorch state_dict", args.export,
+                                         lambda path: export_state_dict(model_state, path)):
+        return 1
     return 0
 
 

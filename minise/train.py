@@ -16,6 +16,8 @@ import argparse
 import csv
 import dataclasses
 import json
+import math
+import numbers
 import os
 import sys
 import time
@@ -86,6 +88,25 @@ def check_config(config):
             raise ValueError(f"unknown {field} {getattr(config, field)!r}; choose from {list(choices)}")
     if not set(config.se_stages) <= {1, 2, 3}:
         raise ValueError(f"se_stages must be drawn from 1, 2, 3; got {config.se_stages!r}")
+    for field, minimum in (("epochs", 1), ("batch_size", 1), ("reduction_ratio", 1), ("min_hidden", 0),
+                           ("train_subset", 0), ("test_subset", 0), ("seed", 0)):
+        value = getattr(config, field)
+        if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < minimum:
+            raise ValueError(f"{_option(field)} must be an integer >= {minimum}, got {value!r}")
+    for field in ("lr", "momentum", "weight_decay"):
+        value = getattr(config, field)
+        if isinstance(value, bool) or not isinstance(value, numbers.Real) or not math.isfinite(value) or value < 0:
+            raise ValueError(f"{_option(field)} must be a finite number >= 0, got {value!r}")
+    classes = 100 if config.dataset == "cifar100" else 10
+    for field in ("train_subset", "test_subset"):
+        if getattr(config, field) % classes:
+            raise ValueError(f"{_option(field)} must be a multiple of the {classes} classes (a balanced subset "
+                             f"takes as many images of each; 0 takes all), got {getattr(config, field)}")
+
+
+def _option(field):
+    """A config field as the command line spells it: batch_size -> --batch-size."""
+    return "--" + field.replace("_", "-")
 
 
 def build_model(config):
@@ -286,6 +307,15 @@ def train(config, resume=False, progress=True):
     return rows
 
 
+def _stage_list(text):
+    """--se-stages 1,3 -> (1, 3)."""
+    try:
+        return tuple(int(v) for v in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected stage numbers separated by commas, such as 1,2,3; "
+                                         f"got {text!r}") from None
+
+
 def parse_args(argv=None):
     d = TrainConfig()
     p = argparse.ArgumentParser(prog="minise train", description=__doc__.split("\n\n")[0],
@@ -296,7 +326,7 @@ def parse_args(argv=None):
                    help="floor on the SE hidden width (0: the paper's C // r)")
     p.add_argument("--placement", default=d.placement, choices=PLACEMENTS, help="SE block position")
     p.add_argument("--se-stages", default=",".join(map(str, d.se_stages)),
-                   type=lambda text: tuple(int(v) for v in text.split(",")), help="stages with SE blocks")
+                   type=_stage_list, help="stages with SE blocks")
     p.add_argument("--squeeze", default=d.squeeze, choices=list(SQUEEZE_OPS))
     p.add_argument("--excitation", default=d.excitation, choices=list(EXCITATION_OPS))
     p.add_argument("--dataset", default=d.dataset, choices=["cifar10", "cifar100"])

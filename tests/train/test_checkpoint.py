@@ -140,6 +140,14 @@ def test_empty_file(tmp_path):
         load_checkpoint(path)
 
 
+def test_another_kind_of_file(tmp_path):
+    path = tmp_path / "metrics.csv"
+    path.write_text("epoch,lr,train_loss\n1,0.1,2.3\n")
+    with pytest.raises(CheckpointError, match="truncated or not an .npz file") as info:
+        load_checkpoint(path)
+    assert "pickle" not in str(info.value)       # not numpy's advice to load it as a pickle
+
+
 def test_corrupted_bytes_inside(good_checkpoint, tmp_path):
     """The zip directory is intact but an array's bytes are not: the CRC check catches it."""
     data = bytearray(good_checkpoint.read_bytes())

@@ -80,8 +80,7 @@ def test_evaluate_reports_and_exports_pt(smoke_run, checkpoint, tmp_path, capsys
 
 
 def test_evaluate_exports_npz(smoke_run, checkpoint, tmp_path, capsys):
-    export, plot = tmp_path / "w.npz", tmp_path / "plots" / "confusion-matrix.png"
-    plot.parent.mkdir()
+    export, plot = tmp_path / "weights" / "w.npz", tmp_path / "plots" / "confusion-matrix.png"   # folders made
     assert main([str(checkpoint), "--export", str(export), "--confusion", str(plot)]) == 0
     out = capsys.readouterr().out
     assert f"confusion matrix: {plot}" in out and plot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
@@ -92,6 +91,15 @@ def test_evaluate_exports_npz(smoke_run, checkpoint, tmp_path, capsys):
         for key in model_state:
             assert npz[key].dtype == model_state[key].dtype and np.array_equal(npz[key], model_state[key]), key
     assert list(model_state) == list(build_model(smoke_run.config).state_dict())
+
+
+def test_an_unwritable_plot_path_is_a_clear_error(checkpoint, tmp_path, capsys):
+    (tmp_path / "a-file").write_text("")
+    plot = tmp_path / "a-file" / "confusion.png"                  # its "folder" is a file
+    assert main([str(checkpoint), "--confusion", str(plot)]) == 1
+    captured = capsys.readouterr()
+    assert f"minise evaluate: error: could not write the confusion matrix to {plot}" in captured.err
+    assert "test accuracy" in captured.out and "Traceback" not in captured.err
 
 
 def test_bad_export_suffix_is_a_clear_error(checkpoint, tmp_path, capsys):

@@ -291,6 +291,36 @@ def test_unknown_model(make_config, tmp_path, capsys):
     assert "invalid choice: 'resnet21'" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize("setting, message", [
+    ({"epochs": 0}, "--epochs must be an integer >= 1, got 0"),
+    ({"batch_size": -5}, "--batch-size must be an integer >= 1, got -5"),
+    ({"batch_size": 2.5}, "--batch-size must be an integer >= 1, got 2.5"),
+    ({"seed": -1}, "--seed must be an integer >= 0, got -1"),
+    ({"lr": float("nan")}, "--lr must be a finite number >= 0, got nan"),
+    ({"weight_decay": float("inf")}, "--weight-decay must be a finite number >= 0, got inf"),
+    ({"momentum": -0.5}, "--momentum must be a finite number >= 0, got -0.5"),
+    ({"train_subset": 105}, "--train-subset must be a multiple of the 10 classes"),
+    ({"dataset": "cifar100", "test_subset": 50}, "--test-subset must be a multiple of the 100 classes"),
+])
+def test_bad_numbers_are_refused_before_anything_is_written(make_config, tmp_path, setting, message):
+    out = tmp_path / "run"
+    with pytest.raises(ValueError) as info:
+        train(make_config(out, **setting), progress=False)
+    assert message in str(info.value)
+    assert not out.exists()
+
+
+def test_bad_numbers_on_the_command_line(data_args, tmp_path, capsys):
+    rc = main([*data_args, "--out", str(tmp_path / "cli"), "--batch-size", "0", "--no-progress"])
+    err = capsys.readouterr().err
+    assert rc == 1 and "minise train: error: --batch-size must be an integer >= 1, got 0" in err
+    assert "Traceback" not in err
+    with pytest.raises(SystemExit) as exit_info:
+        main(["--se-stages", "1,x", "--out", str(tmp_path / "cli")])
+    assert exit_info.value.code == 2
+    assert "expected stage numbers separated by commas, such as 1,2,3; got '1,x'" in capsys.readouterr().err
+
+
 def test_batch_larger_than_training_subset(make_config, data_args, tmp_path, capsys):
     with pytest.raises(ValueError, match="batch size 200 is larger than the 100 training images"):
         train(make_config(tmp_path / "run", batch_size=200), progress=False)
