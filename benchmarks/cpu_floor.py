@@ -16,7 +16,8 @@ cost nothing: a floor for any convolution that keeps these products. The same sp
 the forward pass in eval mode (what evaluating the test set runs), and PyTorch's step and eval
 forward (the twin, same weights and batch) are timed beside them. Last, each is turned into the
 minutes of the README's default run: 30 epochs on the 10k subset, 78 steps and 79 evaluation
-batches per epoch (loading and augmenting the data not counted).
+batches of 128 per epoch (the last holds 16 images, counted as a full batch; loading and
+augmenting the data are not counted).
 """
 import argparse
 import os
