@@ -11,7 +11,8 @@ def _summary(argv):
     parser.add_argument("--model", required=True,
                         help="an expression over minise.nn and minise.models, e.g. 'SEBlock(64, 16)' "
                              "or 'SEBottleneck(64, 16, 16)'")
-    parser.add_argument("--input-size", default="1,64,32,32", help="input shape, batch first (default 1,64,32,32)")
+    parser.add_argument("--input-size", default="1,64,32,32", type=_shape,
+                        help="input shape, batch first (default 1,64,32,32)")
     parser.add_argument("--mult-adds", action="store_true", help="add the mult-adds column")
     options = parser.parse_args(argv)
     names = {n: getattr(nn, n) for n in nn.__all__}
@@ -20,10 +21,26 @@ def _summary(argv):
         model = eval(options.model, {"__builtins__": {}}, names)  # names from minise only
     except Exception as err:
         parser.error(f"--model {options.model!r}: {err}")
-    shape = tuple(int(s) for s in options.input_size.split(","))
     columns = ("input_size", "output_size", "num_params") + (("mult_adds",) if options.mult_adds else ())
-    summary(model, shape, col_names=columns)
+    try:
+        summary(model, options.input_size, col_names=columns)
+    except (ValueError, TypeError) as err:           # the model refuses an input of that shape
+        size = ",".join(map(str, options.input_size))
+        print(f"minise summary: error: --input-size {size}: {err}", file=sys.stderr)
+        return 1
     return 0
+
+
+def _shape(text):
+    """--input-size 1,64,32,32 -> (1, 64, 32, 32)."""
+    try:
+        shape = tuple(int(s) for s in text.split(","))
+    except ValueError:
+        shape = ()
+    if not shape or min(shape) < 1:
+        raise argparse.ArgumentTypeError(f"expected positive sizes separated by commas, such as 1,64,32,32; "
+                                         f"got {text!r}")
+    return shape
 
 
 COMMANDS = {
@@ -42,6 +59,8 @@ COMMANDS = {
 def main(argv=None):
     argv = sys.argv[1:] if argv is None else argv
     if not argv or argv[0] in ("-h", "--help") or argv[0] not in COMMANDS:
+        if argv and argv[0] not in ("-h", "--help"):
+            print(f"minise: unknown command {argv[0]!r}", file=sys.stderr)
         print("usage: minise COMMAND [options]\n\ncommands:")
         for name, (help_text, _) in COMMANDS.items():
             print(f"  {name:<12} {help_text}")

@@ -84,10 +84,21 @@ def test_cli_summary_cannot_reach_builtins(capsys):
     assert info.value.code == 2
 
 
+def test_cli_summary_bad_input_size(capsys):
+    with pytest.raises(SystemExit) as info:
+        minise.cli.main(["summary", "--model", "SEBlock(64, 16)", "--input-size", "1,x"])
+    assert info.value.code == 2
+    assert "expected positive sizes separated by commas, such as 1,64,32,32; got '1,x'" in capsys.readouterr().err
+    assert minise.cli.main(["summary", "--model", "SEBlock(64, 16)", "--input-size", "1,3,32,32"]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("minise summary: error: --input-size 1,3,32,32: ") and "expected 64 channels" in err
+
+
 def test_cli_unknown_command(capsys):
     assert minise.cli.main(["nonsense"]) == 2
-    out = capsys.readouterr().out
-    assert "usage: minise COMMAND" in out and "gradcheck" in out and "summary" in out
+    captured = capsys.readouterr()
+    assert "usage: minise COMMAND" in captured.out and "gradcheck" in captured.out and "summary" in captured.out
+    assert "minise: unknown command 'nonsense'" in captured.err
 
 
 @pytest.mark.parametrize("argv", [[], ["-h"], ["--help"]])
