@@ -14,7 +14,9 @@ the true dx is zero, and a backward that drops the mean and variance terms match
 ``python -m minise.gradcheck`` (or ``minise gradcheck``) checks every layer, the SE block, the
 residual blocks and the loss over several configurations and exits non-zero on any failure.
 """
+import argparse
 import copy
+import math
 from dataclasses import dataclass, field
 
 import numpy
@@ -109,12 +111,21 @@ def main(argv=None):
     raise SystemExit(run_cases(standard_cases(), argv))
 
 
+def _positive_threshold(text):
+    """--threshold: a finite number > 0 (a NaN one would fail every layer, a negative one too)."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not (math.isfinite(value) and value > 0):
+        raise argparse.ArgumentTypeError(f"expected a finite number > 0, such as 1e-6; got {text!r}")
+    return value
+
+
 def run_cases(cases, argv=None):
     """Check each (layer, config, module, x, args) case; print a table; return 0 if all pass."""
-    import argparse
-
     parser = argparse.ArgumentParser(prog="minise gradcheck", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--threshold", type=float, default=THRESHOLD,
+    parser.add_argument("--threshold", type=_positive_threshold, default=THRESHOLD,
                         help=f"max relative error to pass (default {THRESHOLD:g})")
     parser.add_argument("--only", default=None, help="check only layers whose name contains this")
     options = parser.parse_args(argv)

@@ -165,6 +165,14 @@ def test_run_cases_only_filter_and_nothing_checked(capsys):
     assert _summary_line(capsys.readouterr().out.split("\n\n")[-1])[:2] == (0, 0)
 
 
+@pytest.mark.parametrize("threshold", ["nan", "-1e-6", "0", "tiny"])
+def test_run_cases_refuses_a_threshold_that_fails_everything(threshold, capsys):
+    with pytest.raises(SystemExit) as info:
+        minise.gradcheck.run_cases(_cases(nn.Tanh()), [f"--threshold={threshold}"])
+    assert info.value.code == 2
+    assert f"expected a finite number > 0, such as 1e-6; got '{threshold}'" in capsys.readouterr().err
+
+
 def test_main_exit_code_follows_the_cases(monkeypatch, capsys):
     monkeypatch.setattr(minise.gradcheck_cases, "standard_cases", lambda: iter(_cases(BrokenSigmoid())))
     with pytest.raises(SystemExit) as info:

@@ -20,7 +20,8 @@ CIFAR100_URL = "https://www.cs.toronto.edu/~kriz/cifar-100-python.tar.gz"
 CIFAR100_MD5 = "eb9058c3a382ffc7106e4002c42a8d85"
 
 OFFLINE_HINT = (
-    "To use a local copy instead, pass its path as `source=` or set the environment variable "
+    "To use a local copy instead, pass its path (`source=`, or `--data` on the command line) or set "
+    "the environment variable "
     "MINISE_DATA to it: the official python archive (.tar.gz), its extracted folder, or image "
     "folders train/CLASS/*.png|jpg and test/CLASS/*.png|jpg as a directory, .tar.gz or .zip."
 )
