@@ -11,7 +11,7 @@ def _summary(argv):
     parser.add_argument("--model", required=True,
                         help="an expression over minise.nn and minise.models, e.g. 'SEBlock(64, 16)' "
                              "or 'SEBottleneck(64, 16, 16)'")
-    parser.add_argument("--input-size", default="1,64,32,32", type=_shape,
+    parser.add_argument("--input-size", default="1,64,32,32", type=int_tuple("1,64,32,32"),
                         help="input shape, batch first (default 1,64,32,32)")
     parser.add_argument("--mult-adds", action="store_true", help="add the mult-adds column")
     options = parser.parse_args(argv)
@@ -31,16 +31,15 @@ def _summary(argv):
     return 0
 
 
-def _shape(text):
-    """--input-size 1,64,32,32 -> (1, 64, 32, 32)."""
-    try:
-        shape = tuple(int(s) for s in text.split(","))
-    except ValueError:
-        shape = ()
-    if not shape or min(shape) < 1:
-        raise argparse.ArgumentTypeError(f"expected positive sizes separated by commas, such as 1,64,32,32; "
-                                         f"got {text!r}")
-    return shape
+def int_tuple(example):
+    """An argparse type for integers separated by commas: '1,64,32,32' -> (1, 64, 32, 32)."""
+    def parse(text):
+        try:
+            return tuple(int(v) for v in text.split(","))
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected integers separated by commas, such as {example}; "
+                                             f"got {text!r}") from None
+    return parse
 
 
 COMMANDS = {

@@ -28,6 +28,7 @@ import numpy
 from . import models, nn
 from .backend import check_device, to_device, to_numpy
 from .checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+from .cli import int_tuple
 from .data import channel_stats, iterate_batches, load_cifar10, load_cifar100, normalize, random_crop_flip, subset
 from .models.blocks import PLACEMENTS
 from .nn.se import EXCITATION_OPS, SQUEEZE_OPS
@@ -307,15 +308,6 @@ def train(config, resume=False, progress=True):
     return rows
 
 
-def _stage_list(text):
-    """--se-stages 1,3 -> (1, 3)."""
-    try:
-        return tuple(int(v) for v in text.split(","))
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected stage numbers separated by commas, such as 1,2,3; "
-                                         f"got {text!r}") from None
-
-
 def parse_args(argv=None):
     d = TrainConfig()
     p = argparse.ArgumentParser(prog="minise train", description=__doc__.split("\n\n")[0],
@@ -326,7 +318,7 @@ def parse_args(argv=None):
                    help="floor on the SE hidden width (0: the paper's C // r)")
     p.add_argument("--placement", default=d.placement, choices=PLACEMENTS, help="SE block position")
     p.add_argument("--se-stages", default=",".join(map(str, d.se_stages)),
-                   type=_stage_list, help="stages with SE blocks")
+                   type=int_tuple("1,2,3"), help="stages with SE blocks")
     p.add_argument("--squeeze", default=d.squeeze, choices=list(SQUEEZE_OPS))
     p.add_argument("--excitation", default=d.excitation, choices=list(EXCITATION_OPS))
     p.add_argument("--dataset", default=d.dataset, choices=["cifar10", "cifar100"])

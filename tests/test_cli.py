@@ -88,7 +88,7 @@ def test_cli_summary_bad_input_size(capsys):
     with pytest.raises(SystemExit) as info:
         minise.cli.main(["summary", "--model", "SEBlock(64, 16)", "--input-size", "1,x"])
     assert info.value.code == 2
-    assert "expected positive sizes separated by commas, such as 1,64,32,32; got '1,x'" in capsys.readouterr().err
+    assert "expected integers separated by commas, such as 1,64,32,32; got '1,x'" in capsys.readouterr().err
     assert minise.cli.main(["summary", "--model", "SEBlock(64, 16)", "--input-size", "1,3,32,32"]) == 1
     err = capsys.readouterr().err
     assert err.startswith("minise summary: error: --input-size 1,3,32,32: ") and "expected 64 channels" in err

@@ -318,7 +318,7 @@ def test_bad_numbers_on_the_command_line(data_args, tmp_path, capsys):
     with pytest.raises(SystemExit) as exit_info:
         main(["--se-stages", "1,x", "--out", str(tmp_path / "cli")])
     assert exit_info.value.code == 2
-    assert "expected stage numbers separated by commas, such as 1,2,3; got '1,x'" in capsys.readouterr().err
+    assert "expected integers separated by commas, such as 1,2,3; got '1,x'" in capsys.readouterr().err
 
 
 def test_batch_larger_than_training_subset(make_config, data_args, tmp_path, capsys):
