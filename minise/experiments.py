@@ -153,8 +153,6 @@ def resolve(setting, base):
         is_se = config.model.startswith("se_")
         config = dataclasses.replace(config, **({"se_stages": sorted(set(config.se_stages))} if is_se else
                                                 {f: getattr(base, f) for f in SE_FIELDS}))
-        if config.epochs < 1 or config.batch_size < 1:
-            raise ValueError(f"epochs and batch_size must be at least 1, got {config.epochs} and {config.batch_size}")
         if 0 < config.train_subset < config.batch_size:
             raise ValueError(f"batch size {config.batch_size} is larger than the {config.train_subset} training images")
         model = build_model(config)

@@ -162,7 +162,7 @@ def test_set_key_twice():
     (["--set", "colour=red"], "unknown key 'colour'"),
     ([], "nothing to run"),
     (["--grid", "squeeze", "--train-subset", "100", "--batch-size", "200"], "batch size 200 is larger than the 100"),
-    (["--grid", "squeeze", "--epochs", "0"], "epochs and batch_size must be at least 1"),
+    (["--grid", "squeeze", "--epochs", "0"], "--epochs must be an integer >= 1, got 0"),
     (["--grid", "squeeze", "--seeds", "-1"], "seeds >= 0"),
     (["--grid", "squeeze", "--shard", "2/2"], "--shard '2/2': expected I/K"),
 ])

@@ -333,7 +333,7 @@ def test_batch_larger_than_training_subset(make_config, data_args, tmp_path, cap
 def test_subset_not_a_multiple_of_the_classes(data_args, tmp_path, capsys):
     rc = main([*data_args, "--out", str(tmp_path / "cli"), "--train-subset", "105", "--no-progress"])
     err = capsys.readouterr().err
-    assert rc == 1 and "minise train: error: subset: n must be a positive multiple" in err
+    assert rc == 1 and "minise train: error: --train-subset must be a multiple of the 10 classes" in err
 
 
 @pytest.mark.parametrize("field, value", [("schedule", "bogus"), ("dataset", "cifar1000"), ("device", "gpu")])
