@@ -20,6 +20,7 @@ batches of 128 per epoch (the last holds 16 images, counted as a full batch; loa
 augmenting the data are not counted).
 """
 import argparse
+import contextlib
 import os
 import statistics
 import time
@@ -67,20 +68,21 @@ def product_runs(conv, x, dout):
     return (lambda: matmul(w_mat, cols)), (lambda: (matmul(cols, dout_mat.T), dx_product()))
 
 
-class StubConvolutions:
+@contextlib.contextmanager
+def conv2d_replaced(forward, backward):
+    """Within ``with``: ``Conv2d.forward`` and ``Conv2d.backward`` are the given functions."""
+    saved = Conv2d.forward, Conv2d.backward
+    Conv2d.forward, Conv2d.backward = forward, backward
+    try:
+        yield
+    finally:
+        Conv2d.forward, Conv2d.backward = saved
+
+
+def stub_convolutions(outputs, input_grads):
     """Within ``with``: every Conv2d returns the output and input gradient it gave on the
-    recorded batch, from a buffer, without computing anything."""
-
-    def __init__(self, outputs, input_grads):
-        self.outputs, self.input_grads = outputs, input_grads
-
-    def __enter__(self):
-        self.saved = Conv2d.forward, Conv2d.backward
-        Conv2d.forward = lambda conv, x: self.outputs[id(conv)]
-        Conv2d.backward = lambda conv, dout: self.input_grads[id(conv)]
-
-    def __exit__(self, *exc):
-        Conv2d.forward, Conv2d.backward = self.saved
+    recorded batch (dicts keyed by id(conv)), from a buffer, without computing anything."""
+    return conv2d_replaced(lambda conv, x: outputs[id(conv)], lambda conv, dout: input_grads[id(conv)])
 
 
 def record_convolutions(model, step, x, y):
@@ -97,11 +99,8 @@ def record_convolutions(model, step, x, y):
         dx = backward(conv, dout)
         seen[id(conv)].update(dout=dout.copy(), dx=dx.copy())
         return dx
-    Conv2d.forward, Conv2d.backward = forward_recording, backward_recording
-    try:
+    with conv2d_replaced(forward_recording, backward_recording):
         step(x, y)
-    finally:
-        Conv2d.forward, Conv2d.backward = forward, backward
     return seen
 
 
@@ -149,7 +148,7 @@ def measure(torch, make, repeats):
     runs = [product_runs(conv, seen[id(conv)]["x"], seen[id(conv)]["dout"]) for conv in conv_layers(model)]
     ms["products"] = median_ms(lambda: [(f(), b()) for f, b in runs], repeats)
     ms["eval_products"] = median_ms(lambda: [f() for f, _ in runs], repeats)
-    with StubConvolutions({k: v["out"] for k, v in seen.items()}, {k: v["dx"] for k, v in seen.items()}):
+    with stub_convolutions({k: v["out"] for k, v in seen.items()}, {k: v["dx"] for k, v in seen.items()}):
         ms["rest"] = median_ms(lambda: step(x, y), repeats)
         ms["eval_rest"] = median_ms(minise_eval, repeats)
     return ms

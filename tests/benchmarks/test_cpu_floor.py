@@ -3,7 +3,7 @@ products, the stand-ins hand back what the convolutions gave)."""
 import numpy as np
 import pytest
 
-from benchmarks.cpu_floor import StubConvolutions, conv_layers, product_runs, record_convolutions
+from benchmarks.cpu_floor import conv_layers, product_runs, record_convolutions, stub_convolutions
 from minise.models import resnet20
 from minise.nn import Conv2d
 from minise.nn.im2col import col2im
@@ -40,9 +40,12 @@ def test_stand_ins_give_back_the_recorded_convolutions_and_are_removed_after():
     assert set(seen) == {id(c) for c in conv_layers(model)} and len(seen) == 21   # stem, 18 in blocks, 2 shortcuts
     real_forward = Conv2d.forward
     expected = model(x)
-    with StubConvolutions({k: v["out"] for k, v in seen.items()}, {k: v["dx"] for k, v in seen.items()}):
+    for conv in conv_layers(model):
+        conv.weight.data[...] = 0                    # real convolutions would now give other logits
+    with stub_convolutions({k: v["out"] for k, v in seen.items()}, {k: v["dx"] for k, v in seen.items()}):
         assert Conv2d.forward is not real_forward
         np.testing.assert_array_equal(model(x), expected)
         first = conv_layers(model)[0]
         assert first.backward(np.zeros_like(seen[id(first)]["dout"])) is seen[id(first)]["dx"]
     assert Conv2d.forward is real_forward
+    assert not np.array_equal(model(x), expected)    # the real ones are back, with the zeroed weights
