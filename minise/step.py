@@ -8,7 +8,7 @@
 
 On a GPU, a step of a small CIFAR ResNet is a few thousand small kernels, and issuing them one
 by one from Python takes far longer than running them. With ``graph=True`` the first two steps
-run as written; the third is recorded as a CUDA graph (``backend.CudaGraph``); every step after it
+run as written; the third is recorded as a CUDA graph (``gpu.CudaGraph``); every step after it
 copies the batch into the recorded input arrays and replays the graph: one launch. The
 arithmetic is the same kernels on the same values, so the weights match the written-out step
 bit for bit (tests/gpu checks this).
@@ -21,7 +21,7 @@ What recording asks of a step, and how this one meets it:
   every step, are read from device scalars (``Optimizer.keep_on_device``);
 - fixed shapes: every batch has the first one's shape (drop the last partial batch).
 """
-from .backend import CudaGraph, device_of, get_array_module, is_array
+from .backend import GPU_INSTALL_HINT, cupy, device_of, get_array_module, is_array
 from .nn import CrossEntropyLoss
 
 
@@ -39,7 +39,12 @@ class TrainStep:
         if graph and not optimizer.capturable:
             raise ValueError(f"TrainStep: {type(optimizer).__name__} cannot be recorded as a CUDA graph "
                              "(its step reads host values); use SGD or graph=False")
-        self._graph = CudaGraph() if graph else None
+        self._graph = None
+        if graph:
+            if cupy is None:
+                raise RuntimeError(f"CUDA graphs need CuPy, which is not installed: {GPU_INSTALL_HINT}")
+            from .gpu import CudaGraph          # the GPU package imports only where CuPy is
+            self._graph = CudaGraph()
         self._like = None                    # (shape, dtype, device) of the first batch's x and y
         self._inputs = None                  # graph: the recorded (x, y) arrays, batches are copied in
         self._loss_sum = self._correct = None

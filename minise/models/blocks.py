@@ -14,8 +14,11 @@ passes follow the same chain rule, each SE backward where its forward was):
     "post"      se(relu(block(x) + shortcut(x)))       (SE after the summation, after ReLU)
     "identity"  relu(block(x) + se(shortcut(x)))       (SE on the identity path)
 """
+import operator
+
+from ..execution import per_sample
 from ..nn import BatchNorm2d, Conv2d, Module, ReLU, SEBlock, Sequential
-from ..nn.validate import check_dout, check_input, output_spec, positive_int
+from ..nn.validate import positive_int
 
 PLACEMENTS = ("standard", "pre", "post", "identity")
 
@@ -31,6 +34,8 @@ def _projection(in_channels, out_channels, stride):
 class _Residual(Module):
     """The residual unit with its SE block where ``placement`` says; subclasses build block,
     shortcut and relu, then call ``_add_se``."""
+
+    input_ndim = 4
 
     def _add_se(self, reduction_ratio, placement, in_channels, out_channels, min_hidden, se_options):
         if placement not in PLACEMENTS:
@@ -48,24 +53,17 @@ class _Residual(Module):
     def _se_backward(self, where, d):
         return self.se_block.backward(d) if self.se_block is not None and self.placement == where else d
 
-    def forward(self, x):
-        check_input(self, x, ndim=4, channels=self.block[0].in_channels)
+    def forward_math(self, x):
         branch = self._se("standard", self.block(self._se("pre", x)))
-        out = self._se("post", self.relu(branch + self._se("identity", self.shortcut(x))))
-        self._out = output_spec(out)
-        return out
+        total = per_sample(operator.add, branch, self._se("identity", self.shortcut(x)))
+        return self._se("post", self.relu(total))
 
-    def backward(self, dout):
-        check_dout(self, dout, getattr(self, "_out", None))
+    def backward_math(self, dout):
         d = self.relu.backward(self._se_backward("post", dout))
         # the residual add copies d to both paths; x's gradient is the sum of both
         dx_branch = self._se_backward("pre", self.block.backward(self._se_backward("standard", d)))
         dx_shortcut = self.shortcut.backward(self._se_backward("identity", d))
-        return dx_branch + dx_shortcut
-
-    def _reset_workspace(self):
-        super()._reset_workspace()
-        self._out = None
+        return per_sample(operator.add, dx_branch, dx_shortcut)
 
 
 class BasicBlock(_Residual):
@@ -77,6 +75,7 @@ class BasicBlock(_Residual):
     """
 
     expansion = 1
+    input_channels_from = "in_channels"
 
     def __init__(self, in_channels, out_channels, stride=1, reduction_ratio=None, min_hidden=None,
                  placement="standard", se_options=None):
@@ -107,6 +106,7 @@ class Bottleneck(_Residual):
     """
 
     expansion = 4
+    input_channels_from = "input_channels"
 
     def __init__(self, input_channels, in_channels, stride=1, reduction_ratio=None, min_hidden=None,
                  placement="standard", se_options=None):

@@ -1,30 +1,22 @@
 """Element-wise non-linearities. Each backward multiplies dout by the local derivative."""
 from ..backend import get_array_module
-from .validate import check_dout, check_input
+from ..execution import per_sample
 from .module import Module
 
 ANY_NDIM = range(1, 33)
 
 
 class _Activation(Module):
-    """Caches the output: each of these derivatives is a function of the output alone."""
+    """Keeps the output: each of these derivatives is a function of the output alone."""
 
-    def __init__(self):
-        super().__init__()
-        self._out = None
+    input_ndim = ANY_NDIM
+    keeps_output = True
 
-    def forward(self, x):
-        check_input(self, x, ndim=ANY_NDIM)
-        self._out = self.function(get_array_module(x), x)
-        return self._out
+    def forward_math(self, x):
+        return per_sample(lambda x: self.function(get_array_module(x), x), x)
 
-    def backward(self, dout):
-        check_dout(self, dout, self._out)
-        return self.derivative_times(get_array_module(dout), self._out, dout)
-
-    def _reset_workspace(self):
-        super()._reset_workspace()
-        self._out = None
+    def backward_math(self, dout):
+        return per_sample(lambda out, d: self.derivative_times(get_array_module(d), out, d), self._out, dout)
 
 
 class ReLU(_Activation):

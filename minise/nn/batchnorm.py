@@ -1,10 +1,11 @@
 """Batch normalisation over the batch (and spatial) axes, with PyTorch's running statistics."""
-from ..backend import fused_batch_norm_backward, fused_batch_norm_forward, get_array_module, multiply_sum
-from .validate import check_dout, check_input, describe, output_spec, positive_int
+from ..backend import get_array_module
+from ..execution import accelerated, batch_sum, per_sample
 from .init import ones, zeros
 from .module import Module
-from .workspace import scratch
+from .ops import multiply_sum
 from .parameter import Parameter
+from .validate import describe, positive_int
 
 
 class _BatchNorm(Module):
@@ -24,7 +25,8 @@ class _BatchNorm(Module):
     ``momentum=None`` gives a cumulative average, as in PyTorch.
     """
 
-    input_ndims = ()
+    input_channels_from = "num_features"
+    keeps = ("_xc", "_inv_std")
 
     def __init__(self, num_features, eps=1e-5, momentum=0.1):
         super().__init__()
@@ -39,79 +41,39 @@ class _BatchNorm(Module):
         self.register_buffer("running_mean", zeros(num_features))
         self.register_buffer("running_var", ones(num_features))
         self.register_buffer("num_batches_tracked", zeros((), dtype="int64"))
-        self._xc = self._inv_std = self._out = None
 
-    def forward(self, x):
-        check_input(self, x, ndim=self.input_ndims, channels=self.num_features)
-        xp = get_array_module(x)
+    def forward_math(self, x):
         x3 = x.reshape(x.shape[0], self.num_features, -1)   # (N, C, L): one channel per row of L
-        M = x3.shape[0] * x3.shape[2]
         if self.training:
-            if M < 2:
+            if x3.shape[0] * x3.shape[2] < 2:
                 raise ValueError(f"{describe(self)}: training needs more than one value per channel, "
                                  f"got input shape {tuple(x.shape)}")
-            xc = self.workspace("x_centered", x3.shape, x.dtype, xp)
-            m = self._next_momentum()
-            fused = fused_batch_norm_forward(x3, xc, self.weight.data, self.bias.data,
-                                             self.running_mean, self.running_var, m, self.eps)
-            if fused is not None:     # on the GPU: the lines below in seven kernels (backend.fused_batch_norm_forward)
-                out, inv_std = fused
-                return self._keep(xc, inv_std, out.reshape(x.shape))
-            mean = xp.einsum("ncl->c", x3) / M
-            xp.subtract(x3, mean[:, None], out=xc)
-            var = multiply_sum("ncl,ncl->c", xc, xc) / M    # biased variance
-            self._update_running_stats(mean, var, M, m)
+            out, self._xc, self._inv_std = batch_norm_train_forward(
+                x3, self.weight.data, self.bias.data, self.running_mean, self.running_var,
+                self._next_momentum(), self.eps)
         else:
-            xc = x3 - self.running_mean[:, None]
-            var = self.running_var
-        inv_std = 1 / xp.sqrt(var + self.eps)
-        # out = gamma * xhat + beta with xhat = xc * inv_std, applied in one multiply and one add
-        out = xc * (self.weight.data * inv_std)[:, None]
-        out += self.bias.data[:, None]
-        return self._keep(xc, inv_std, out.reshape(x.shape))
-
-    def _keep(self, xc, inv_std, out):
-        """Keep what backward needs; return ``out``."""
-        self._xc, self._inv_std, self._out = xc, inv_std, output_spec(out)
-        return out
+            self._inv_std = 1 / get_array_module(x).sqrt(self.running_var + self.eps)
+            mean, scale, shift = self.running_mean[:, None], (self.weight.data * self._inv_std)[:, None], self.bias.data[:, None]
+            self._xc, out = per_sample(lambda x: (x - mean, (x - mean) * scale + shift), x3)
+        return out.reshape(x.shape)
 
     def _next_momentum(self):
         """Count this batch; the weight m of its statistics in the running averages."""
         self.num_batches_tracked += 1
         return self.momentum if self.momentum is not None else 1 / float(self.num_batches_tracked)
 
-    def _update_running_stats(self, mean, var, M, m):
-        self.running_mean *= 1 - m
-        self.running_mean += m * mean
-        self.running_var *= 1 - m
-        self.running_var += (m * M / (M - 1)) * var
-
-    def backward(self, dout):
-        check_dout(self, dout, self._out)
-        xp = get_array_module(dout)
-        xc, inv_std = self._xc, self._inv_std                # xhat = xc * inv_std
-        d3 = dout.reshape(xc.shape)
+    def backward_math(self, dout):
+        d3 = dout.reshape(self._xc.shape)
         if self.training:
-            dx = fused_batch_norm_backward(d3, xc, inv_std, self.weight.data, self.weight.grad, self.bias.grad)
-            if dx is not None:        # on the GPU: the lines below in four kernels (backend.fused_batch_norm_backward)
-                return dx.reshape(dout.shape)
-        dbeta = xp.einsum("ncl->c", d3)
-        dgamma = multiply_sum("ncl,ncl->c", d3, xc) * inv_std   # sum(dout * xhat)
+            dx, dgamma, dbeta = batch_norm_train_backward(d3, self._xc, self._inv_std, self.weight.data)
+        else:
+            dbeta, dgamma = batch_sum(_sums, d3, self._xc)
+            dgamma = dgamma * self._inv_std                                  # sum(dout * xhat)
+            scale = (self.weight.data * self._inv_std)[:, None]              # gamma / sqrt(var + eps)
+            dx = per_sample(lambda d: d * scale, d3)
         self.weight.grad += dgamma
         self.bias.grad += dbeta
-        scale = self.weight.data * inv_std                  # gamma / sqrt(var + eps)
-        dx = d3 * scale[:, None]
-        if self.training:
-            # dx = scale * (dout - mean(dout) - xhat * mean(dout * xhat)), with M values per channel
-            M = d3.shape[0] * d3.shape[2]
-            dx -= xp.multiply(xc, (scale * inv_std * dgamma / M)[:, None],
-                              out=scratch("dx_term", xc.shape, dout.dtype, xp))
-            dx -= (scale * dbeta / M)[:, None]
         return dx.reshape(dout.shape)
-
-    def _reset_workspace(self):
-        super()._reset_workspace()
-        self._xc = self._inv_std = self._out = None
 
     def extra_repr(self):
         return f"{self.num_features}, eps={self.eps}, momentum={self.momentum}"
@@ -120,10 +82,45 @@ class _BatchNorm(Module):
 class BatchNorm2d(_BatchNorm):
     """BatchNorm2d(num_features, eps=1e-5, momentum=0.1). x: (N, C, H, W) -> (N, C, H, W)."""
 
-    input_ndims = (4,)
+    input_ndim = (4,)
 
 
 class BatchNorm1d(_BatchNorm):
     """BatchNorm1d(num_features, eps=1e-5, momentum=0.1). x: (N, C) or (N, C, L), same shape out."""
 
-    input_ndims = (2, 3)
+    input_ndim = (2, 3)
+
+
+def _sums(d3, xc):
+    """(sum(dout), sum(dout * xc)) per channel, over n and l: (C,) each."""
+    return get_array_module(d3).einsum("ncl->c", d3), multiply_sum("ncl,ncl->c", d3, xc)
+
+
+@accelerated("batch_norm_train_forward")
+def batch_norm_train_forward(x3, gamma, beta, running_mean, running_var, m, eps):
+    """Training mode: normalise x3 (N, C, L) with its own statistics and update the running
+    ones in place. Returns (out, xc, inv_std): xc = x - mu (N, C, L), inv_std = 1/sqrt(var + eps)."""
+    xp = get_array_module(x3)
+    M = x3.shape[0] * x3.shape[2]
+    mean = batch_sum(lambda x: xp.einsum("ncl->c", x), x3) / M
+    xc = per_sample(lambda x: x - mean[:, None], x3)
+    var = batch_sum(lambda c: multiply_sum("ncl,ncl->c", c, c), xc) / M     # biased variance
+    running_mean *= 1 - m
+    running_mean += m * mean
+    running_var *= 1 - m
+    running_var += (m * M / (M - 1)) * var                                  # unbiased
+    inv_std = 1 / xp.sqrt(var + eps)
+    scale, shift = (gamma * inv_std)[:, None], beta[:, None]
+    return per_sample(lambda c: c * scale + shift, xc), xc, inv_std         # gamma * xhat + beta
+
+
+@accelerated("batch_norm_train_backward")
+def batch_norm_train_backward(d3, xc, inv_std, gamma):
+    """Training mode: returns (dx, dgamma, dbeta), with M values per channel:
+    dx = scale * (dout - mean(dout) - xhat * mean(dout * xhat)),  scale = gamma * inv_std."""
+    M = d3.shape[0] * d3.shape[2]
+    dbeta, sum_dout_xc = batch_sum(_sums, d3, xc)
+    dgamma = sum_dout_xc * inv_std                                          # sum(dout * xhat)
+    scale = gamma * inv_std
+    k, v = (scale * inv_std * dgamma / M)[:, None], (scale * dbeta / M)[:, None]
+    return per_sample(lambda d, c: d * scale[:, None] - c * k - v, d3, xc), dgamma, dbeta

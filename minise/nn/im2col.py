@@ -8,7 +8,8 @@ column gives ``cols`` of shape (C*kh*kw, N*Ho*Wo), and the convolution becomes
 ``im2col`` builds the patches as a strided *view* of the input (``as_strided``), no copy, no
 Python loop; the single copy is into the ``cols`` matrix that the matrix product needs.
 """
-from ..backend import fused_im2col, get_array_module
+from ..backend import get_array_module
+from ..execution import accelerated
 from .workspace import scratch
 
 
@@ -62,39 +63,39 @@ def im2col(x_padded, kernel_size, stride, out=None):
     return out
 
 
-def padded_im2col(x, kernel_size, stride, padding, out, name):
+@accelerated("im2col")
+def padded_im2col(x, kernel_size, stride, padding, out):
     """im2col(pad_input(x, padding)) into ``out``: (C*kh*kw, N*Ho*Wo), the padded copy in a
-    scratch buffer called ``name``. On the GPU one kernel does both (``backend.fused_im2col``)."""
-    if fused_im2col(x, kernel_size, stride, padding, out):
-        return out
+    scratch buffer. On the GPU one kernel does both (``minise.gpu.conv``)."""
     xp = get_array_module(x)
     N, C, H, W = x.shape
     (ph, pw) = padding
     if ph or pw:
-        x = pad_input(x, padding, out=scratch(name, (N, C, H + 2 * ph, W + 2 * pw), x.dtype, xp))
+        x = pad_input(x, padding, out=scratch("padded", (N, C, H + 2 * ph, W + 2 * pw), x.dtype, xp))
     return im2col(x, kernel_size, stride, out=out)
 
 
-def col2im(cols, x_shape, kernel_size, stride, padding, out=None):
+@accelerated("col2im")
+def col2im(cols, x_shape, kernel_size, stride, padding):
     """The adjoint of im2col: add each column back onto the input pixels it was copied from.
 
-    cols: (C*kh*kw, N*Ho*Wo); returns dx: (N, C, H, W). A pixel that sat in several patches
-    receives the sum of their gradients. One strided slice-add per kernel offset (i, j): a
-    loop over kh*kw offsets, never over pixels.
+    cols: (C*kh*kw, N*Ho*Wo); returns dx: (N, C, H, W), a new array. A pixel that sat in
+    several patches receives the sum of their gradients. One strided slice-add per kernel
+    offset (i, j): a loop over kh*kw offsets, never over pixels. On the GPU: one kernel
+    (``minise.gpu.conv``).
     """
     xp = get_array_module(cols)
     N, C, H, W = x_shape
     (kh, kw), (sh, sw), (ph, pw) = kernel_size, stride, padding
     Ho, Wo = output_size(H, kh, sh, ph), output_size(W, kw, sw, pw)
-    if out is None:
-        out = xp.empty((N, C, H + 2 * ph, W + 2 * pw), dtype=cols.dtype)
+    out = scratch("dx_padded", (N, C, H + 2 * ph, W + 2 * pw), cols.dtype, xp)
     out[...] = 0
     cols = cols.reshape(C, kh, kw, N, Ho, Wo)
     for i in range(kh):
         for j in range(kw):
             # the (i, j) entry of every patch came from x_padded[:, :, i + ho*sh, j + wo*sw]
             out[:, :, i:i + sh * Ho:sh, j:j + sw * Wo:sw] += cols[:, i, j].transpose(1, 0, 2, 3)
-    return out[:, :, ph:ph + H, pw:pw + W]
+    return out[:, :, ph:ph + H, pw:pw + W].copy()
 
 
 def conv2d_reference(x, weight, bias, stride, padding):

@@ -1,9 +1,10 @@
 """The fully connected layer."""
-from ..backend import matmul
-from .validate import check_dout, check_input, output_spec, positive_int
+from ..execution import batch_sum, per_sample
 from .init import uniform_fan_in
 from .module import Module
+from .ops import matmul
 from .parameter import Parameter
+from .validate import positive_int
 
 
 class Linear(Module):
@@ -13,6 +14,9 @@ class Linear(Module):
     Backward:  dW = dout.T @ x,  db = sum_n dout,  dx = dout @ W
     """
 
+    input_ndim = 2
+    input_channels_from = "in_features"
+
     def __init__(self, in_features, out_features, bias=True):
         super().__init__()
         name = type(self).__name__
@@ -20,26 +24,21 @@ class Linear(Module):
         self.out_features = positive_int(out_features, "out_features", name)
         self.weight = Parameter(uniform_fan_in((out_features, in_features), in_features))
         self.bias = Parameter(uniform_fan_in((out_features,), in_features)) if bias else None
-        self._x = self._out = None
 
-    def forward(self, x):
-        check_input(self, x, ndim=2, channels=self.in_features)
+    def forward_math(self, x):
+        return per_sample(self._affine, x)
+
+    def _affine(self, x):
         out = matmul(x, self.weight.data.T)
         if self.bias is not None:
             out += self.bias.data
-        self._x, self._out = x, output_spec(out)
         return out
 
-    def backward(self, dout):
-        check_dout(self, dout, self._out)
-        self.weight.grad += matmul(dout.T, self._x)
+    def backward_math(self, dout):
+        self.weight.grad += batch_sum(lambda d, x: matmul(d.T, x), dout, self._x)
         if self.bias is not None:
-            self.bias.grad += dout.sum(axis=0)
-        return matmul(dout, self.weight.data)
-
-    def _reset_workspace(self):
-        super()._reset_workspace()
-        self._x = self._out = None
+            self.bias.grad += batch_sum(lambda d: d.sum(axis=0), dout)
+        return per_sample(lambda d: matmul(d, self.weight.data), dout)
 
     def extra_repr(self):
         return f"in_features={self.in_features}, out_features={self.out_features}, bias={self.bias is not None}"

@@ -6,9 +6,12 @@ names (``sequence.2.weight``) without any bookkeeping in the layers themselves.
 """
 from collections import OrderedDict
 
+import numpy  # for host-side checks of loaded state dicts; the layers' math uses their input's module
+
 from ..backend import check_device, device_of, get_array_module, is_array, to_device, to_numpy
+from ..execution import grad_enabled
 from .parameter import Parameter
-from .workspace import reuse
+from .validate import check_dout, check_input, output_spec
 
 
 class Module:
@@ -16,14 +19,28 @@ class Module:
 
     ``backward(dout)`` returns the gradient with respect to the input, *adds* the parameter
     gradients into each ``Parameter.grad`` and never writes into ``dout``.
+
+    A layer writes its math in two methods, on a whole batch:
+        forward_math(x) -> out            (may keep arrays for backward: name them in ``keeps``)
+        backward_math(dout) -> dx         (reads ``self._x`` and what forward_math kept)
+    and this class does the rest once: ``forward`` checks x (``input_ndim`` dims and, where
+    ``input_channels_from`` names an attribute, that many channels in dim 1, the parameters'
+    dtype and device), runs forward_math and keeps x as ``_x`` and the output's shape and dtype
+    as ``_out`` (the output array itself where ``keeps_output``); ``backward`` checks dout
+    against ``_out`` and runs backward_math. Under ``minise.no_grad()`` nothing is kept.
     """
+
+    input_ndim = None              # the input's number of dims (an int or a tuple); None: no check
+    input_channels_from = None     # the attribute holding dim 1's size, e.g. "in_channels"
+    keeps_output = False           # keep the output array (activations' derivatives need it)
+    keeps = ()                     # what forward_math keeps for backward_math, beyond _x and _out
 
     def __init__(self):
         object.__setattr__(self, "_parameters", OrderedDict())
         object.__setattr__(self, "_buffers", OrderedDict())
         object.__setattr__(self, "_modules", OrderedDict())
         object.__setattr__(self, "training", True)
-        object.__setattr__(self, "_workspace", {})
+        self._forget()
 
     # ---- registration -------------------------------------------------------------------
     def __setattr__(self, name, value):
@@ -47,10 +64,30 @@ class Module:
 
     # ---- forward / backward -------------------------------------------------------------
     def forward(self, x):
-        raise NotImplementedError
+        if self.input_ndim is not None:
+            channels = getattr(self, self.input_channels_from) if self.input_channels_from else None
+            check_input(self, x, ndim=self.input_ndim, channels=channels)
+        out = self.forward_math(x)
+        if grad_enabled():
+            self._x, self._out = x, (out if self.keeps_output else output_spec(out))
+        else:
+            self._forget()
+        return out
 
     def backward(self, dout):
-        raise NotImplementedError
+        check_dout(self, dout, self._out)
+        return self.backward_math(dout)
+
+    def forward_math(self, x):
+        raise NotImplementedError(f"{type(self).__name__} defines no forward_math")
+
+    def backward_math(self, dout):
+        raise NotImplementedError(f"{type(self).__name__} defines no backward_math")
+
+    def _forget(self):
+        """Drop what forward kept for backward."""
+        for name in ("_x", "_out") + tuple(self.keeps):
+            object.__setattr__(self, name, None)
 
     def __call__(self, x, *args, **kwargs):
         return self.forward(x, *args, **kwargs)
@@ -109,7 +146,7 @@ class Module:
                 p.data, p.grad = (_convert(a, device, dtype) for a in (p.data, p.grad))
             for name in m._buffers:
                 object.__setattr__(m, name, _convert(getattr(m, name), device, dtype))
-            m._reset_workspace()
+            m._forget()                # what forward kept is on the old device or dtype
         return self
 
     def double(self):
@@ -124,20 +161,6 @@ class Module:
         for _, array in self._state_arrays():
             return device_of(array)
         return "cpu"
-
-    def workspace(self, name, shape, dtype, xp):
-        """A work array owned by this layer, reused across calls while shape and dtype hold.
-
-        For arrays that must live from forward to backward (conv's ``cols``). Large fresh
-        allocations are slow (the memory must be paged in again every time), so layers keep
-        their big arrays here. Contents are undefined: callers overwrite them. Never return a
-        workspace array to the caller of forward/backward. See also ``workspace.scratch``.
-        """
-        return reuse(self._workspace, name, shape, dtype, xp)
-
-    def _reset_workspace(self):
-        """Drop the work buffers (called when the layer moves device or changes dtype)."""
-        self._workspace.clear()
 
     # ---- state dict ---------------------------------------------------------------------
     def _state_arrays(self):
@@ -157,16 +180,32 @@ class Module:
         """Copy arrays from ``state_dict`` into this module's parameters and buffers, in place.
 
         Values are cast to each target's dtype and device. With ``strict=True`` any missing or
-        unexpected key raises ``ValueError`` naming them; a shape mismatch always raises.
-        Nothing is changed unless every check passes. Returns ``(missing, unexpected)``.
+        unexpected key raises ``ValueError`` naming them; a shape mismatch, a value that is not
+        numeric (strings, objects) or that does not fit the target's dtype (overflow, a
+        fraction for an integer buffer) always raises. Every value is checked and converted
+        before the first is written, so a refused load changes nothing. Returns
+        ``(missing, unexpected)``.
         """
         own = dict(self._state_arrays())
         missing = [k for k in own if k not in state_dict]
         unexpected = [k for k in state_dict if k not in own]
-        mis_shaped = [
-            f"{k}: expected {tuple(own[k].shape)}, got {tuple(_shape(state_dict[k]))}"
-            for k in own if k in state_dict and tuple(_shape(state_dict[k])) != tuple(own[k].shape)
-        ]
+        converted, mis_shaped, bad_values = {}, [], []
+        for name, target in own.items():
+            if name not in state_dict:
+                continue
+            try:
+                value = _host_array(state_dict[name])
+            except (TypeError, ValueError) as err:
+                bad_values.append(f"{name}: {err}")
+                continue
+            if tuple(value.shape) != tuple(target.shape):
+                mis_shaped.append(f"{name}: expected {tuple(target.shape)}, got {tuple(value.shape)}")
+                continue
+            problem = _conversion_problem(value, target.dtype)
+            if problem:
+                bad_values.append(f"{name}: {problem}")
+            else:
+                converted[name] = value.astype(target.dtype)
         problems = []
         if strict and missing:
             problems.append(f"missing keys: {missing}")
@@ -174,12 +213,14 @@ class Module:
             problems.append(f"unexpected keys: {unexpected}")
         if mis_shaped:
             problems.append(f"wrong shapes: {mis_shaped}")
+        if bad_values:
+            problems.append(f"values that cannot be loaded: {bad_values}")
         if problems:
-            raise ValueError(f"{type(self).__name__}.load_state_dict: " + "; ".join(problems))
-        for name, target in own.items():
-            if name in state_dict:
-                xp = get_array_module(target)
-                target[...] = xp.asarray(_host_array(state_dict[name]), dtype=target.dtype)
+            raise ValueError(f"{type(self).__name__}.load_state_dict: " + "; ".join(problems) +
+                             "; nothing was changed")
+        for name, value in converted.items():
+            target = own[name]
+            target[...] = get_array_module(target).asarray(value)
         return missing, unexpected
 
     # ---- printing -----------------------------------------------------------------------
@@ -204,8 +245,19 @@ def _convert(array, device, dtype):
     return array
 
 
-def _shape(value):
-    return value.shape if hasattr(value, "shape") else _host_array(value).shape
+def _conversion_problem(value, dtype):
+    """Why ``value`` (a NumPy array) cannot be cast to ``dtype`` without loss, or None."""
+    if value.dtype.kind not in "biuf":
+        return f"expected numbers ({dtype}), got dtype {value.dtype}"
+    with numpy.errstate(all="ignore"):
+        cast = value.astype(dtype)
+        if numpy.dtype(dtype).kind == "f":
+            if value.dtype.kind == "f" and bool((numpy.isfinite(value) & ~numpy.isfinite(cast)).any()):
+                return f"values overflow {dtype} (largest magnitude {numpy.abs(value).max():.3g})"
+        elif value.dtype.kind == "f" or bool((cast.astype(value.dtype) != value).any()):
+            if not numpy.isfinite(value).all() or bool((cast.astype(value.dtype) != value).any()):
+                return f"values do not fit the integer dtype {dtype}"
+    return None
 
 
 def _host_array(value):

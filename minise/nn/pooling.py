@@ -5,9 +5,10 @@ is one strided slice of the (padded) input. So forward and backward loop over th
 window offsets, each step a vectorised operation on the whole batch, never over pixels.
 """
 from ..backend import get_array_module
-from .validate import check_dout, check_input, describe, output_spec, pair
+from ..execution import per_sample
 from .im2col import output_size, pad_input
 from .module import Module
+from .validate import describe, pair
 
 
 def _window_slices(kernel_size, stride, out_hw):
@@ -21,6 +22,7 @@ def _window_slices(kernel_size, stride, out_hw):
 class _Pool2d(Module):
     """Shared argument handling of MaxPool2d and AvgPool2d."""
 
+    input_ndim = 4
     pad_value = 0.0
 
     def __init__(self, kernel_size, stride=None, padding=0):
@@ -32,33 +34,25 @@ class _Pool2d(Module):
         if any(2 * p > k for p, k in zip(self.padding, self.kernel_size)):
             raise ValueError(f"{name}: padding {self.padding} must be at most half the kernel "
                              f"size {self.kernel_size}")
-        self._x_shape = self._out = None
 
-    def _padded(self, x):
-        """Check x (N, C, H, W); return it padded and the output size (Ho, Wo)."""
-        check_input(self, x, ndim=4)
+    def forward_math(self, x):
         (kh, kw), (sh, sw), (ph, pw) = self.kernel_size, self.stride, self.padding
         H, W = x.shape[2:]
         Ho, Wo = output_size(H, kh, sh, ph), output_size(W, kw, sw, pw)
         if Ho < 1 or Wo < 1:
             raise ValueError(f"{describe(self)}: input of spatial size {(H, W)} padded by {(ph, pw)} "
                              f"is smaller than the kernel {(kh, kw)}")
-        return pad_input(x, self.padding, value=self.pad_value), (Ho, Wo)
+        return per_sample(lambda x: self.pool(pad_input(x, self.padding, value=self.pad_value), (Ho, Wo)), x)
 
     def _add_back(self, dout, gradient_of_entry):
         """dx: for each window entry k, add ``gradient_of_entry(k)`` (shaped like dout) onto the
         input pixels that entry read; a pixel in several windows receives the sum."""
         xp = get_array_module(dout)
-        N, C, H, W = self._x_shape
-        (ph, pw) = self.padding
+        N, (C, H, W), (ph, pw) = dout.shape[0], self._x.shape[1:], self.padding
         dx_padded = xp.zeros((N, C, H + 2 * ph, W + 2 * pw), dtype=dout.dtype)
         for k, window_entry in enumerate(_window_slices(self.kernel_size, self.stride, dout.shape[2:])):
             dx_padded[window_entry] += gradient_of_entry(k)
         return dx_padded[:, :, ph:ph + H, pw:pw + W]
-
-    def _reset_workspace(self):
-        super()._reset_workspace()
-        self._x_shape = self._out = None
 
     def extra_repr(self):
         return f"kernel_size={self.kernel_size}, stride={self.stride}, padding={self.padding}"
@@ -73,10 +67,15 @@ class MaxPool2d(_Pool2d):
     """
 
     pad_value = float("-inf")
+    keeps = ("_winner",)
 
-    def forward(self, x):
-        xp = get_array_module(x)
-        xpad, out_hw = self._padded(x)
+    def forward_math(self, x):
+        out, self._winner = super().forward_math(x)
+        return out
+
+    def pool(self, xpad, out_hw):
+        """(out, winner): the window maxima and the entry k that held each."""
+        xp = get_array_module(xpad)
         entries = _window_slices(self.kernel_size, self.stride, out_hw)
         out = xpad[next(entries)].copy()                   # window entry k = 0
         winner = xp.zeros(out.shape, dtype=xp.min_scalar_type(self.kernel_size[0] * self.kernel_size[1] - 1))
@@ -84,16 +83,11 @@ class MaxPool2d(_Pool2d):
             v = xpad[window_entry]
             xp.copyto(winner, k, where=v > out)            # strictly greater: the first max wins
             xp.maximum(out, v, out=out)
-        self._x_shape, self._winner, self._out = x.shape, winner, output_spec(out)
-        return out
+        return out, winner
 
-    def backward(self, dout):
-        check_dout(self, dout, self._out)
-        return self._add_back(dout, lambda k: dout * (self._winner == k))   # only the winner gets dout
-
-    def _reset_workspace(self):
-        super()._reset_workspace()
-        self._winner = None
+    def backward_math(self, dout):
+        # only the winner gets dout
+        return per_sample(lambda d, winner: self._add_back(d, lambda k: d * (winner == k)), dout, self._winner)
 
 
 class AvgPool2d(_Pool2d):
@@ -103,20 +97,15 @@ class AvgPool2d(_Pool2d):
     default count_include_pad=True). Backward: each input in a window receives dout / (kh*kw).
     """
 
-    def forward(self, x):
-        xpad, out_hw = self._padded(x)
-        area = self.kernel_size[0] * self.kernel_size[1]
+    def pool(self, xpad, out_hw):
         out = None
         for window_entry in _window_slices(self.kernel_size, self.stride, out_hw):
             out = xpad[window_entry].copy() if out is None else out + xpad[window_entry]
-        out /= area
-        self._x_shape, self._out = x.shape, output_spec(out)
-        return out
+        return out / (self.kernel_size[0] * self.kernel_size[1])
 
-    def backward(self, dout):
-        check_dout(self, dout, self._out)
-        share = dout / (self.kernel_size[0] * self.kernel_size[1])
-        return self._add_back(dout, lambda k: share)
+    def backward_math(self, dout):
+        area = self.kernel_size[0] * self.kernel_size[1]
+        return per_sample(lambda d: self._add_back(d, lambda k: d / area), dout)
 
 
 class AdaptiveAvgPool2d(Module):
@@ -128,36 +117,31 @@ class AdaptiveAvgPool2d(Module):
     H and W must be multiples of oh and ow (tiles of equal size).
     """
 
+    input_ndim = 4
+
     def __init__(self, output_size):
         super().__init__()
         self.output_size = pair(output_size, "output_size", type(self).__name__)
-        self._x_shape = self._out = None
 
-    def forward(self, x):
-        check_input(self, x, ndim=4)
-        N, C, H, W = x.shape
+    def forward_math(self, x):
+        H, W = x.shape[2:]
         oh, ow = self.output_size
         if H % oh or W % ow:
             raise ValueError(f"{describe(self)}: input spatial size {(H, W)} must be a multiple of the "
                              f"output size {(oh, ow)} (tiles of unequal size are not supported)")
         # split H into (oh, H/oh) and W into (ow, W/ow), then average within each tile
-        out = x.reshape(N, C, oh, H // oh, ow, W // ow).mean(axis=(3, 5))
-        self._x_shape, self._out = x.shape, output_spec(out)
-        return out
+        return per_sample(lambda x: x.reshape(x.shape[0], x.shape[1], oh, H // oh, ow, W // ow).mean(axis=(3, 5)), x)
 
-    def backward(self, dout):
-        check_dout(self, dout, self._out)
+    def backward_math(self, dout):
+        return per_sample(self._spread, dout)
+
+    def _spread(self, dout):
         xp = get_array_module(dout)
-        N, C, H, W = self._x_shape
-        oh, ow = self.output_size
+        N, (C, H, W), (oh, ow) = dout.shape[0], self._x.shape[1:], self.output_size
         tile = (H // oh) * (W // ow)
         dx = xp.empty((N, C, oh, H // oh, ow, W // ow), dtype=dout.dtype)
         dx[...] = (dout / tile).reshape(N, C, oh, 1, ow, 1)    # the same share for each tile pixel
         return dx.reshape(N, C, H, W)
-
-    def _reset_workspace(self):
-        super()._reset_workspace()
-        self._x_shape = self._out = None
 
     def extra_repr(self):
         return f"output_size={self.output_size}"
@@ -170,34 +154,28 @@ class AdaptiveMaxPool2d(Module):
     Backward: each channel's gradient goes to the pixel that held its maximum.
     """
 
+    input_ndim = 4
+    keeps = ("_argmax",)
+
     def __init__(self, output_size):
         super().__init__()
         self.output_size = pair(output_size, "output_size", type(self).__name__)
         if self.output_size != (1, 1):
             raise ValueError(f"AdaptiveMaxPool2d: only the global output size (1, 1) is supported, "
                              f"got {output_size!r}")
-        self._x_shape = self._argmax = self._out = None
 
-    def forward(self, x):
-        check_input(self, x, ndim=4)
+    def forward_math(self, x):
         xp = get_array_module(x)
         flat = x.reshape(*x.shape[:2], -1)                       # (N, C, H*W)
         self._argmax = flat.argmax(axis=2)[:, :, None]           # where each channel's max sits
-        out = xp.take_along_axis(flat, self._argmax, axis=2)[..., None]
-        self._x_shape, self._out = x.shape, output_spec(out)
-        return out
+        return xp.take_along_axis(flat, self._argmax, axis=2)[..., None]
 
-    def backward(self, dout):
-        check_dout(self, dout, self._out)
+    def backward_math(self, dout):
         xp = get_array_module(dout)
-        N, C, H, W = self._x_shape
+        N, C, H, W = self._x.shape
         dx = xp.zeros((N, C, H * W), dtype=dout.dtype)
         xp.put_along_axis(dx, self._argmax, dout.reshape(N, C, 1), axis=2)
         return dx.reshape(N, C, H, W)
-
-    def _reset_workspace(self):
-        super()._reset_workspace()
-        self._x_shape = self._argmax = self._out = None
 
     def extra_repr(self):
         return f"output_size={self.output_size}"

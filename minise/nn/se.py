@@ -1,11 +1,12 @@
 """The Squeeze-and-Excitation block (Hu et al., 2017): squeeze, excite, rescale."""
-from ..backend import multiply_sum
+from ..execution import per_sample
 from .activation import ReLU, Sigmoid, Tanh
-from .validate import check_dout, check_input, output_spec, positive_int
 from .linear import Linear
 from .module import Module, Sequential
+from .ops import multiply_sum
 from .pooling import AdaptiveAvgPool2d, AdaptiveMaxPool2d
 from .shape import Flatten, Unflatten
+from .validate import positive_int
 
 SQUEEZE = slice(0, 2)   # sequence[0:2]: global average pool, flatten   -> z: (N, C)
 EXCITE = slice(2, 7)    # sequence[2:7]: FC, ReLU, FC, sigmoid, unflatten -> s: (N, C, 1, 1)
@@ -37,6 +38,9 @@ class SEBlock(Module):
     After forward, ``z`` and ``s`` stay readable for analysis.
     """
 
+    input_ndim = 4
+    input_channels_from = "input_channels"
+
     def __init__(self, input_channels, reduction_ratio, min_hidden=None, squeeze="avg", excitation="sigmoid",
                  bias=(False, True)):
         super().__init__()
@@ -63,7 +67,7 @@ class SEBlock(Module):
             EXCITATION_OPS[excitation](),
             Unflatten(1, (C, 1, 1)),
         )
-        self.z = self.s = self._x = self._out = None
+        self.z = self.s = None
 
     # ---- the three stages, each with its backward, for teaching -------------------------
     def squeeze(self, x):
@@ -94,17 +98,14 @@ class SEBlock(Module):
         return dout * s, ds[:, :, None, None]
 
     # ---- the block ----------------------------------------------------------------------
-    def forward(self, x):
-        check_input(self, x, ndim=4, channels=self.input_channels)
+    def forward_math(self, x):
         self.z = self.squeeze(x)
         self.s = self.excite(self.z)
-        out = self.rescale(x, self.s)
-        self._x, self._out = x, output_spec(out)
-        return out
+        return per_sample(self.rescale, x, self.s)
 
-    def backward(self, dout):
-        check_dout(self, dout, self._out)
-        dx, ds = self.rescale_backward(dout, self._x, self.s)      # the direct path: dout * s
+    def backward_math(self, dout):
+        # the direct path dout * s, and the gradient reaching s
+        dx, ds = per_sample(self.rescale_backward, dout, self._x, self.s)
         dz = self.excite_backward(ds)
         # x fans out to two paths, so their gradients add: the path through s comes back from
         # the squeeze as dz / (H*W) on every pixel of a channel. It is added by broadcasting,
@@ -112,14 +113,8 @@ class SEBlock(Module):
         # (max pooling sends dz to one pixel per channel instead: its own backward does that).
         if self.squeeze_op == "avg":
             H, W = self._x.shape[2:]
-            dx += (dz / (H * W))[:, :, None, None]
-        else:
-            dx += self.squeeze_backward(dz)
-        return dx
-
-    def _reset_workspace(self):
-        super()._reset_workspace()
-        self.z = self.s = self._x = self._out = None
+            return per_sample(lambda dx, dz: dx + (dz / (H * W))[:, :, None, None], dx, dz)
+        return dx + self.squeeze_backward(dz)
 
     def extra_repr(self):
         options = "".join(f", {k}={v!r}" for k, v, default in (("squeeze", self.squeeze_op, "avg"),

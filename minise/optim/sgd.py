@@ -1,5 +1,5 @@
 """Stochastic gradient descent, with momentum, dampening, Nesterov momentum and weight decay."""
-from ..backend import fused_sgd_update
+from ..execution import accelerated
 from .optimizer import Optimizer, check_number
 
 
@@ -70,22 +70,28 @@ class SGD(Optimizer):
                 state = self.state.get(p, {})
                 self._check_state_device(p, state)
                 buf = state.get("momentum_buffer")
-                if (group["momentum"] != 0 and buf is not None
-                        and fused_sgd_update(p.data, p.grad, buf, lr, momentum, weight_decay, dampening, nesterov)):
-                    continue                  # on the GPU: the lines below in one kernel (backend.fused_sgd_update)
+                if group["momentum"] != 0 and buf is not None:
+                    momentum_update(p.data, p.grad, buf, lr, momentum, weight_decay, dampening, nesterov)
+                    continue
                 g = p.grad
                 if weight_decay != 0:
                     g = g + weight_decay * p.data                 # g <- g + lambda*theta (new array)
                 if group["momentum"] != 0:
-                    if buf is None:
-                        buf = g.copy()                            # b_1 = g_1
-                        self.state.setdefault(p, {})["momentum_buffer"] = buf
-                    else:
-                        buf *= momentum                           # b <- mu*b ...
-                        buf += (1 - dampening) * g                #      ... + (1 - tau)*g
-                    if nesterov:
-                        g = g + momentum * buf                    # g <- g + mu*b
-                    else:
-                        g = buf                                   # g <- b
+                    buf = g.copy()                                # b_1 = g_1
+                    self.state.setdefault(p, {})["momentum_buffer"] = buf
+                    g = g + momentum * buf if nesterov else buf   # g <- g + mu*b, or g <- b
                 p.data -= lr * g                                  # theta <- theta - gamma*g, in place
         return loss
+
+
+@accelerated("sgd_momentum_update")
+def momentum_update(param, grad, buf, lr, momentum, weight_decay, dampening, nesterov):
+    """A step once the momentum buffer ``buf`` exists; ``param`` and ``buf`` change in place.
+    On the GPU: one kernel (``minise.gpu.sgd``)."""
+    g = grad
+    if weight_decay != 0:
+        g = g + weight_decay * param                      # g <- g + lambda*theta (new array)
+    buf *= momentum                                       # b <- mu*b ...
+    buf += (1 - dampening) * g                            #      ... + (1 - tau)*g
+    g = g + momentum * buf if nesterov else buf           # g <- g + mu*b, or g <- b
+    param -= lr * g                                       # theta <- theta - gamma*g, in place

@@ -121,7 +121,7 @@ def test_checkpoint_round_trip_cpu_gpu_cpu(tmp_path):
 
 
 def test_training_smoke_on_gpu(tmp_path):
-    from minise.train import TrainConfig, train
+    from minise.training import TrainConfig, train
 
     source = os.environ.get("MINISE_DATA")
     if not source or not os.path.exists(source):
@@ -135,7 +135,7 @@ def test_training_smoke_on_gpu(tmp_path):
 
 def test_cuda_graph_replays_the_recorded_work():
     import cupy
-    from minise.backend import CudaGraph
+    from minise.gpu import CudaGraph
 
     x, total = cupy.arange(5, dtype=cupy.float32), cupy.zeros(5, dtype=cupy.float32)
 
@@ -160,7 +160,7 @@ def test_cuda_graph_replays_the_recorded_work():
                                      dict(momentum=0.9, dampening=0.1, weight_decay=1e-3),
                                      dict(momentum=0.5)], ids=["nesterov-wd", "dampening-wd", "plain-momentum"])
 def test_fused_sgd_update_matches_the_plain_lines_bit_for_bit(options, device_values, dtype):
-    """SGD on CuPy (backend.fused_sgd_update after the first step) against SGD on NumPy (the
+    """SGD on CuPy (gpu.sgd.momentum_update after the first step) against SGD on NumPy (the
     plain lines), five steps with the lr and momentum changing: every rounding is the same."""
     import cupy
     from minise.optim import SGD
@@ -229,7 +229,7 @@ def test_graph_step_matches_eager_step_bit_for_bit():
 
 
 def test_training_with_and_without_graph_agree(tmp_path):
-    from minise.train import TrainConfig, train
+    from minise.training import TrainConfig, train
 
     source = os.environ.get("MINISE_DATA")
     if not source or not os.path.exists(source):
@@ -247,7 +247,8 @@ def test_training_with_and_without_graph_agree(tmp_path):
 def test_matmul_through_our_cublas_handle(dtype, a_transposed, b_transposed):
     """Inside a CudaGraph, matmul calls cuBLAS itself: C- and F-ordered operands, eager and replayed."""
     import cupy
-    from minise.backend import CudaGraph, matmul
+    from minise.gpu import CudaGraph
+    from minise.nn.ops import matmul
 
     rng = np.random.default_rng(0)
     draw = lambda shape, t: cupy.asarray(rng.standard_normal(shape[::-1] if t else shape).astype(dtype))
@@ -266,7 +267,7 @@ def test_matmul_through_our_cublas_handle(dtype, a_transposed, b_transposed):
 @pytest.mark.parametrize("subscripts, shape", [("ncl,ncl->c", (4, 3, 5)), ("nchw,nchw->nc", (2, 3, 4, 5))])
 def test_multiply_sum_on_cupy_matches_einsum(subscripts, shape):
     import cupy
-    from minise.backend import multiply_sum
+    from minise.nn.ops import multiply_sum
 
     rng = np.random.default_rng(0)
     a, b = rng.standard_normal(shape), rng.standard_normal(shape)
@@ -280,7 +281,7 @@ def test_channel_sums_on_cupy_match_numpy(shape, dtype, tol):
     """Per-channel sums of BatchNorm: blocks over a few images each (some blocks empty when the
     images don't divide), then the block sums; one channel, many, more channels than blocks."""
     import cupy
-    from minise.backend import channel_sums
+    from minise.gpu.reductions import channel_sums
 
     rng = np.random.default_rng(0)
     a, b = rng.standard_normal(shape).astype(dtype), rng.standard_normal(shape).astype(dtype)
@@ -300,7 +301,7 @@ def test_channel_sums_on_cupy_match_numpy(shape, dtype, tol):
                                          (lambda: nn.BatchNorm1d(6, momentum=0.3), (7, 6))],
                          ids=["2d", "2d-cumulative", "1d"])
 def test_fused_batch_norm_matches_the_plain_lines(make, shape, dtype, tol):
-    """BatchNorm training on CuPy (backend.fused_batch_norm_*) against NumPy (the plain lines):
+    """BatchNorm training on CuPy (gpu.batchnorm) against NumPy (the plain lines):
     three steps, so the running statistics and the gradients accumulate, then one eval pass."""
     import cupy
 
@@ -331,28 +332,28 @@ def test_fused_batch_norm_matches_the_plain_lines(make, shape, dtype, tol):
     ((3, 2, 6, 5), (1, 1), (2, 2), (0, 0)), ((1, 4, 7, 6), (2, 3), (1, 2), (2, 1)),
     ((2, 16, 32, 32), (3, 3), (1, 1), (2, 2))])
 def test_fused_im2col_and_col2im_match_the_plain_functions_bit_for_bit(shape, kernel_size, stride, padding, dtype):
-    """backend.fused_im2col / fused_col2im against nn.im2col's pad_input + im2col and col2im,
+    """gpu.conv's im2col / col2im against nn.im2col's pad_input + im2col and plain col2im,
     all on CuPy: the same copies and the same sums in the same order."""
     import cupy
-    from minise.backend import fused_col2im, fused_im2col
+    from minise.gpu.conv import col2im as fused_col2im, im2col as fused_im2col
     from minise.nn.im2col import col2im, im2col, pad_input
 
     rng = np.random.default_rng(3)
     x = cupy.asarray(rng.standard_normal(shape).astype(dtype))
     plain = im2col(pad_input(x, padding), kernel_size, stride)
     fused = cupy.full_like(plain, np.nan)
-    assert fused_im2col(x, kernel_size, stride, padding, fused)
+    assert fused_im2col(x, kernel_size, stride, padding, fused) is fused
     assert cupy.array_equal(fused, plain)
     cols = cupy.asarray(rng.standard_normal(plain.shape).astype(dtype))
     dx = fused_col2im(cols, shape, kernel_size, stride, padding)
     assert dx.shape == shape and dx.dtype == cols.dtype
-    assert cupy.array_equal(dx, col2im(cols, shape, kernel_size, stride, padding))
+    assert cupy.array_equal(dx, col2im.plain(cols, shape, kernel_size, stride, padding))
 
 
 def test_fused_im2col_and_col2im_refuse_a_column_matrix_of_another_shape():
     """The kernels index by the geometry alone; a wrong buffer must be an error, not a write past its end."""
     import cupy
-    from minise.backend import fused_col2im, fused_im2col
+    from minise.gpu.conv import col2im as fused_col2im, im2col as fused_im2col
 
     x = cupy.zeros((2, 3, 5, 5), dtype=cupy.float32)
     with pytest.raises(ValueError, match=r"out must be a C-contiguous float32 column matrix of shape \(27, 50\), "
@@ -362,3 +363,38 @@ def test_fused_im2col_and_col2im_refuse_a_column_matrix_of_another_shape():
         fused_im2col(x, (3, 3), (1, 1), (1, 1), cupy.empty((27, 50), dtype=cupy.float64))
     with pytest.raises(ValueError, match=r"not C-contiguous"):
         fused_col2im(cupy.empty((50, 27), dtype=cupy.float32).T, x.shape, (3, 3), (1, 1), (1, 1))
+
+
+def test_a_gpu_version_that_does_not_apply_falls_back_to_the_plain_lines():
+    """The one calling convention: NotImplemented from a GPU version runs the plain function."""
+    import cupy
+    from minise.execution.dispatch import _GPU_VERSIONS, accelerated, gpu_version
+
+    calls = []
+
+    @accelerated("test_twice")
+    def twice(x):
+        calls.append("plain")
+        return x * 2
+
+    @gpu_version("test_twice")
+    def twice_gpu(x):
+        calls.append("gpu")
+        return NotImplemented if x.dtype == cupy.float16 else x + x
+
+    try:
+        assert twice(cupy.ones(3, dtype=cupy.float32)).tolist() == [2, 2, 2] and calls == ["gpu"]
+        assert twice(cupy.ones(3, dtype=cupy.float16)).tolist() == [2, 2, 2] and calls[1:] == ["gpu", "plain"]
+        assert twice(np.ones(3)).tolist() == [2, 2, 2] and calls[3:] == ["plain"]
+    finally:
+        del _GPU_VERSIONS["test_twice"]
+
+
+def test_no_module_outside_the_switch_and_the_gpu_package_imports_cupy():
+    import pathlib
+    import minise
+
+    root = pathlib.Path(minise.__file__).parent
+    offenders = [str(p.relative_to(root)) for p in root.rglob("*.py")
+                 if "import cupy" in p.read_text() and p.parts[-2] != "gpu" and p.name != "backend.py"]
+    assert offenders == []

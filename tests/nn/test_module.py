@@ -331,16 +331,6 @@ def test_to_cuda_without_cupy_points_at_gpu_extra():
         conv_bn().to("cuda")
 
 
-def test_workspace_reuses_while_shape_and_dtype_hold():
-    m = nn.Identity()
-    a = m.workspace("buf", (2, 3), np.float32, np)
-    assert m.workspace("buf", (2, 3), np.float32, np) is a
-    b = m.workspace("buf", (3, 2), np.float32, np)
-    assert b is not a and b.shape == (3, 2)
-    c = m.workspace("buf", (3, 2), np.float64, np)
-    assert c is not b and c.dtype == np.float64
-
-
 # ---- every layer: dout and x untouched, dtypes kept -------------------------------------------
 LAYERS = {
     **layer_cases.LAYERS,
