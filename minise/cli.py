@@ -4,23 +4,23 @@ import sys
 
 
 def _summary(argv):
-    from . import models, nn
+    from .model_spec import ModelSpecError, build_model, fitting_input_size
     from .summary import summary
 
     parser = argparse.ArgumentParser(prog="minise summary", description="Print a model's layer table.")
     parser.add_argument("--model", required=True,
-                        help="an expression over minise.nn and minise.models, e.g. 'SEBlock(64, 16)' "
-                             "or 'SEBottleneck(64, 16, 16)'")
-    parser.add_argument("--input-size", default="1,64,32,32", type=int_tuple("1,64,32,32"),
-                        help="input shape, batch first (default 1,64,32,32)")
+                        help="a layer or model of minise.nn and minise.models, alone or called with literal "
+                             "arguments, e.g. 'SEBlock(64, 16)', 'SEBottleneck(64, 16, 16)' or 'se_resnet20'")
+    parser.add_argument("--input-size", type=int_tuple("1,64,32,32"),
+                        help="input shape, batch first (default: one input the model takes, e.g. 1,3,32,32 "
+                             "for the ResNets, 1,C,32,32 for a layer of C channels)")
     parser.add_argument("--mult-adds", action="store_true", help="add the mult-adds column")
     options = parser.parse_args(argv)
-    names = {n: getattr(nn, n) for n in nn.__all__}
-    names.update({n: getattr(models, n) for n in models.__all__})
     try:
-        model = eval(options.model, {"__builtins__": {}}, names)  # names from minise only
-    except Exception as err:
+        model = build_model(options.model)
+    except ModelSpecError as err:
         parser.error(f"--model {options.model!r}: {err}")
+    options.input_size = options.input_size or fitting_input_size(model)
     columns = ("input_size", "output_size", "num_params") + (("mult_adds",) if options.mult_adds else ())
     try:
         summary(model, options.input_size, col_names=columns)

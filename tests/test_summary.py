@@ -1,10 +1,17 @@
-"""The torchinfo-like summary table."""
+"""The torchinfo-like summary table, and the ``minise summary`` command."""
+import os
+import subprocess
+import sys
+from pathlib import Path
+
 import numpy as np
 import pytest
 
 from minise import nn
 from minise.models import SEBottleneck
 from minise.summary import summary
+
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def _row(stats, name):
@@ -117,3 +124,49 @@ def test_float64_model_with_dtype():
 def test_unknown_column():
     with pytest.raises(ValueError, match=r"unknown column\(s\) \['flops'\]"):
         summary(nn.ReLU(), (1, 3), col_names=("input_size", "flops"), verbose=False)
+
+
+# --- the command: --model is parsed, never run; each escape below once ran code ---
+
+def run_summary(model, *options, tmp_path):
+    """`python -m minise.cli summary --model MODEL`, run in tmp_path, within 60 s."""
+    env = dict(os.environ, PYTHONPATH=str(ROOT), OMP_NUM_THREADS="1", OPENBLAS_NUM_THREADS="1")
+    return subprocess.run([sys.executable, "-m", "minise.cli", "summary", "--model", model, *options],
+                          cwd=tmp_path, env=env, capture_output=True, text=True, timeout=60)
+
+
+ESCAPES = {
+    "globals": "SEBlock.__init__.__globals__['__builtins__']['__import__']('os').system('touch pwned') "
+               "or SEBlock(64, 16)",
+    "subclasses": "[c for c in ().__class__.__bases__[0].__subclasses__() if c.__name__ == '_wrap_close'][0]"
+                  ".__init__.__globals__['system']('touch pwned') or SEBlock(64, 16)",
+    "nested call": "SEBlock(__import__('os').system('touch pwned'), 16)",
+}
+
+
+@pytest.mark.parametrize("escape", ESCAPES.values(), ids=ESCAPES.keys())
+def test_escapes_run_nothing(escape, tmp_path):
+    proc = run_summary(escape, tmp_path=tmp_path)
+    assert not (tmp_path / "pwned").exists()
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr
+    assert "--model" in proc.stderr and proc.stdout == ""
+
+
+@pytest.mark.parametrize("text, fragment", [
+    ("9**9**9", "expected a layer or model name"),   # an operator, refused before anything is computed
+    ("SEBlock(9**9**9, 16)", "not a literal"),
+    ("1", "expected a layer or model name"),
+    ("None", "expected a layer or model name"),
+    ("SEBlock(64, 16", "not valid syntax"),
+])
+def test_non_models_get_one_error_line(text, fragment, tmp_path):
+    proc = run_summary(text, tmp_path=tmp_path)          # 9**9**9 would take hours to evaluate: timeout=60
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr
+    error = proc.stderr.strip().splitlines()[-1]
+    assert error.startswith("minise summary: error: --model") and fragment in error
+
+
+def test_model_name_alone_takes_a_cifar_input(tmp_path):
+    proc = run_summary("se_resnet20", tmp_path=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    assert "CifarResNet" in proc.stdout and "[1, 3, 32, 32]" in proc.stdout and "[1, 10]" in proc.stdout
