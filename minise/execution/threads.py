@@ -4,8 +4,9 @@
     minise.get_num_threads()         # default: the CPUs this process may run on
 
 With T threads, the CPU layers split a batch into cache-sized chunks and run them on a pool of
-T threads, with the BLAS library held to one thread, so pool threads x BLAS threads never
+T threads, with NumPy's BLAS library held to one thread, so pool threads x BLAS threads never
 exceed T. With T = 1 every layer runs the plain path: the whole batch at once on one thread.
+(The BLAS limit holds for the whole process once minise has chosen its thread count.)
 """
 import os
 from concurrent.futures import ThreadPoolExecutor
@@ -47,7 +48,7 @@ def set_num_threads(threads):
         if _state["pool"] is not None:
             _state["pool"].shutdown(wait=True)
         _state.update(threads=threads, pool=None)
-        _limit_blas(1 if threads > 1 else None)
+        _limit_blas(1)
 
 
 def get_num_threads():
@@ -65,11 +66,10 @@ def pool():
 
 
 def _limit_blas(threads):
-    """Hold BLAS to ``threads`` threads (None: back to its own default)."""
+    """Hold the BLAS libraries (NumPy's) to ``threads`` threads. OpenMP runtimes (PyTorch's,
+    where it is loaded) are left alone."""
     from threadpoolctl import ThreadpoolController
 
     if _state["blas"] is None:
-        _state["blas"] = ThreadpoolController()
-        _state["blas_default"] = {lib.internal_api: lib.num_threads for lib in _state["blas"].lib_controllers}
-    for lib in _state["blas"].lib_controllers:
-        lib.set_num_threads(threads if threads is not None else _state["blas_default"][lib.internal_api])
+        _state["blas"] = ThreadpoolController().select(user_api="blas")
+    _state["blas"].limit(limits=threads)
