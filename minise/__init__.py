@@ -4,10 +4,14 @@
     minise.models      residual blocks and CIFAR ResNets
     minise.gradcheck   numeric gradient checks (``python -m minise.gradcheck``)
     minise.summary     a torchinfo-like table of a model
+    minise.training    the train, evaluate and ablate commands; load_model(path) rebuilds a trained model
+    minise.execution   how the math runs: CPU threads (set_num_threads), no_grad, GPU kernels' dispatch
 """
-from . import nn
-from .summary import summary
-
 __version__ = "0.1.0"
 
-__all__ = ["nn", "summary", "__version__"]
+from . import nn  # noqa: E402  (after __version__, which minise.training reads)
+from .execution import get_num_threads, no_grad, set_num_threads  # noqa: E402
+from .summary import summary  # noqa: E402
+from .training import load_model  # noqa: E402
+
+__all__ = ["nn", "summary", "load_model", "get_num_threads", "no_grad", "set_num_threads", "__version__"]
