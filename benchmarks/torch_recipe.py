@@ -4,7 +4,7 @@
 
 PyTorch eager trains the PyTorch twin of the minise model that ``minise train`` would build
 (same structure and initial weights, ``minise.twins``) on the same data (the same subset and
-normalisation, ``minise.train.prepare_data``) with the recipe of the reference runs: SGD with
+normalisation, ``minise.training.prepare_data``) with the recipe of the reference runs: SGD with
 nesterov momentum 0.9 and weight decay 5e-4 on all parameters, ``OneCycleLR`` (max lr 0.1, 15%
 linear warm-up, linear anneal) stepped every batch, batch 128 with the last partial batch dropped,
 reflect-pad-4 random crop with one offset per batch and a flip per image (the reference's
@@ -19,7 +19,8 @@ import time
 
 import numpy
 
-from minise.train import ONE_CYCLE, TrainConfig, build_model, prepare_data
+from minise.training import TrainConfig, build_model, prepare_data
+from minise.training.loop import ONE_CYCLE
 from minise.twins import torch_twin
 
 

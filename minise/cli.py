@@ -1,6 +1,8 @@
-"""The ``minise`` command: ``minise train``, ``minise gradcheck``, ``minise summary``."""
+"""The ``minise`` command: ``minise train``, ``evaluate``, ``ablate``, ``gradcheck``, ``summary``."""
 import argparse
 import sys
+
+from .training.options import int_tuple
 
 
 def _summary(argv):
@@ -31,38 +33,38 @@ def _summary(argv):
     return 0
 
 
-def int_tuple(example):
-    """An argparse type for integers separated by commas: '1,64,32,32' -> (1, 64, 32, 32)."""
-    def parse(text):
-        try:
-            return tuple(int(v) for v in text.split(","))
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"expected integers separated by commas, such as {example}; "
-                                             f"got {text!r}") from None
-    return parse
-
-
 COMMANDS = {
     "gradcheck": ("check every layer's backward pass against numeric gradients",
                   lambda argv: __import__("minise.gradcheck", fromlist=["main"]).main(argv)),
     "summary": ("print a model's layers, shapes and parameter counts", _summary),
     "train": ("train a CIFAR (SE-)ResNet and write metrics, curves and checkpoints",
-              lambda argv: __import__("minise.train", fromlist=["main"]).main(argv)),
+              lambda argv: __import__("minise.training.train_command", fromlist=["main"]).main(argv)),
     "evaluate": ("test accuracy, per-class accuracy and a confusion matrix of a checkpoint",
-                 lambda argv: __import__("minise.evaluate", fromlist=["main"]).main(argv)),
+                 lambda argv: __import__("minise.training.evaluate_command", fromlist=["main"]).main(argv)),
     "ablate": ("train a grid of SE settings x seeds, resumably, and tabulate mean ± std",
-               lambda argv: __import__("minise.experiments", fromlist=["main"]).main(argv)),
+               lambda argv: __import__("minise.training.ablate", fromlist=["main"]).main(argv)),
 }
+EXAMPLES = """examples:
+  minise train --epochs 10 --train-subset 2000 --test-subset 1000 --out runs/first
+  minise evaluate runs/first/best.npz
+  minise summary --model se_resnet20
+  minise gradcheck --only SEBlock
+  minise COMMAND --help            # a command's options, each with its default"""
 
 
 def main(argv=None):
     argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["--version"]:
+        from . import __version__
+        print(f"minise {__version__}")
+        return 0
     if not argv or argv[0] in ("-h", "--help") or argv[0] not in COMMANDS:
         if argv and argv[0] not in ("-h", "--help"):
             print(f"minise: unknown command {argv[0]!r}", file=sys.stderr)
         print("usage: minise COMMAND [options]\n\ncommands:")
         for name, (help_text, _) in COMMANDS.items():
             print(f"  {name:<12} {help_text}")
+        print(f"\n{EXAMPLES}")
         return 0 if not argv or argv[0] in ("-h", "--help") else 2
     return COMMANDS[argv[0]][1](argv[1:])
 

@@ -119,7 +119,7 @@ def test_cli_ablate_dry_run(tmp_path, capsys):
 
 
 def test_ablate_module_dry_run(tmp_path):
-    proc = run("-m", "minise.experiments", "--grid", "paper", "--dry-run", "--out", str(tmp_path / "out"))
+    proc = run("-m", "minise.cli", "ablate", "--grid", "paper", "--dry-run", "--out", str(tmp_path / "out"))
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert proc.stdout.startswith("36 runs (shard 0/1)") and len(proc.stdout.splitlines()) == 37
 

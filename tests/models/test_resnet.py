@@ -9,7 +9,7 @@ from torch import nn as tnn
 
 from minise import nn
 from minise.models import BasicBlock, Bottleneck, CifarResNet, cifar_resnet, resnet20, resnet32, resnet56, se_resnet20
-from minise.train import TrainConfig, build_model
+from minise.training import TrainConfig, build_model
 from minise.twins import torch_twin
 
 torch.set_num_threads(1)

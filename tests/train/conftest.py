@@ -20,7 +20,8 @@ import pytest
 
 from archives import first_of_each_class, write_tar
 from minise.data import load_cifar10
-from minise.train import TrainConfig, main, train
+from minise.training import TrainConfig, train
+from minise.training.train_command import main
 
 # Read at import, before the autouse fixture below hides MINISE_DATA from the tests.
 SLICE = {"train": 30, "test": 20}   # images of each class in each split of the slice
@@ -98,9 +99,9 @@ def poison_batch(monkeypatch):
     """poison_batch(at=k, action): call ``action(batch)`` on the k-th training batch (1-based,
     counted over the epochs of a run) as it leaves the augmentation: e.g. raise KeyboardInterrupt
     (a Ctrl-C mid-epoch) or return NaN images. Returns the call counter."""
-    import minise.train
+    import minise.training.loop
 
-    real = minise.train.random_crop_flip
+    real = minise.training.loop.random_crop_flip
     calls = Counter()
 
     def install(at, action):
@@ -110,7 +111,7 @@ def poison_batch(monkeypatch):
             if calls["n"] == at:
                 return action(out)
             return out
-        monkeypatch.setattr(minise.train, "random_crop_flip", crop_flip)
+        monkeypatch.setattr(minise.training.loop, "random_crop_flip", crop_flip)
         return calls
     return install
 

@@ -8,7 +8,7 @@ import pytest
 from minise import nn
 from minise.checkpoint import FORMAT, CheckpointError, load_checkpoint, save_checkpoint
 from minise.optim import SGD
-from minise.train import main
+from minise.training.train_command import main
 
 
 def small_model(seed=0):

@@ -10,8 +10,9 @@ from PIL import Image
 
 from minise.checkpoint import load_checkpoint
 from minise.data import CIFAR10_CLASSES
-from minise.evaluate import confusion_matrix, main
-from minise.train import build_model, prepare_data
+from minise.models import cifar_resnet
+from minise.training import build_model, prepare_data
+from minise.training.evaluate_command import confusion_matrix, main
 from minise.twins import torch_twin
 
 torch.set_num_threads(1)
@@ -28,9 +29,10 @@ def checkpoint(smoke_run, tmp_path):
     return path
 
 
-def test_evaluate_reports_and_exports_pt(smoke_run, checkpoint, tmp_path, capsys):
+def test_evaluate_reports_and_exports_pt(smoke_run, checkpoint, tmp_path, capsys, monkeypatch):
     export = tmp_path / "w.pt"
-    assert main([str(checkpoint), "--export", str(export)]) == 0
+    monkeypatch.chdir(tmp_path)             # a checkpoint outside a run folder: the plot goes here
+    assert main([str(checkpoint), "--export", str(export), "--no-progress"]) == 0
     lines = capsys.readouterr().out.splitlines()
 
     m = SUMMARY.match(lines[0])
@@ -49,16 +51,21 @@ def test_evaluate_reports_and_exports_pt(smoke_run, checkpoint, tmp_path, capsys
     assert all(r % 5 == 0 for r in rates)
     assert np.mean(rates) == pytest.approx(100 * last["test_acc"])
 
-    confusion = checkpoint.parent / "confusion.png"
-    assert lines[11] == f"confusion matrix: {confusion}"
+    confusion = tmp_path / "confusion.png"
+    assert lines[11] == "confusion matrix: ./confusion.png" and not (checkpoint.parent / "confusion.png").exists()
     assert confusion.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     with Image.open(confusion) as image:
         image.verify()
     assert lines[12] == f"PyTorch state_dict: {export}" and len(lines) == 13
 
-    # the export loads, strictly, into a PyTorch twin, which computes minise's logits
-    exported = torch.load(export, weights_only=True)
-    model_state, _, _ = load_checkpoint(checkpoint)
+    # the export loads, strictly, into a PyTorch twin built from its own description, which computes
+    # minise's logits on images normalised with its own mean and std
+    saved = torch.load(export, weights_only=True)
+    exported = saved["state_dict"]
+    model_state, _, meta = load_checkpoint(checkpoint)
+    assert saved["normalization"] == meta["normalization"] and len(saved["normalization"]["mean"]) == 3
+    assert saved["classes"] == list(CIFAR10_CLASSES)
+    assert torch_twin(cifar_resnet(**saved["architecture"])).load_state_dict(exported, strict=True)
     assert list(exported) == list(model_state)
     model = build_model(smoke_run.config)
     model.load_state_dict(model_state)
@@ -98,8 +105,8 @@ def test_an_unwritable_plot_path_is_a_clear_error(checkpoint, tmp_path, capsys):
     plot = tmp_path / "a-file" / "confusion.png"                  # its "folder" is a file
     assert main([str(checkpoint), "--confusion", str(plot)]) == 1
     captured = capsys.readouterr()
-    assert f"minise evaluate: error: could not write the confusion matrix to {plot}" in captured.err
-    assert "test accuracy" in captured.out and "Traceback" not in captured.err
+    assert f"minise evaluate: error: cannot write the confusion matrix to {plot}" in captured.err
+    assert captured.out == "" and "Traceback" not in captured.err       # refused before the evaluation
 
 
 def test_bad_export_suffix_is_a_clear_error(checkpoint, tmp_path, capsys):

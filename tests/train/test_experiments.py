@@ -13,11 +13,11 @@ import types
 
 import pytest
 
-import minise.experiments as ex
+import minise.training.ablate as ex
 from minise.checkpoint import load_checkpoint
-from minise.experiments import GRIDS, format_markdown, load_runs, main, parse_set, plan, set_grid, summarize
+from minise.training.ablate import GRIDS, format_markdown, load_runs, main, parse_set, plan, set_grid, summarize
 from minise.summary import summary
-from minise.train import TrainConfig, build_model
+from minise.training import TrainConfig, build_model
 
 TINY = ["--train-subset", "100", "--test-subset", "100", "--epochs", "1", "--batch-size", "25", "--no-progress"]
 GRID = ["--set", "model=resnet20,se_resnet20", "--seeds", "0", "1"]
@@ -53,9 +53,9 @@ def count_train(monkeypatch):
     """Wrap the runner's ``train``: returns the list of (run folder name, resume) of every call."""
     real, calls = ex.train, []
 
-    def wrapped(config, resume=False, progress=True):
+    def wrapped(config, resume=False, progress=True, overwrite=False):
         calls.append((config.out.rsplit("/", 1)[-1], resume))
-        return real(config, resume=resume, progress=progress)
+        return real(config, resume=resume, progress=progress, overwrite=overwrite)
     monkeypatch.setattr(ex, "train", wrapped)
     return calls
 
@@ -65,7 +65,7 @@ def fake_train(monkeypatch):
     """Replace ``train`` by a stand-in that trains nothing: test accuracy 0.5 + seed / 100, 2 s."""
     calls = []
 
-    def fake(config, resume=False, progress=True):
+    def fake(config, resume=False, progress=True, overwrite=False):
         calls.append(config.out.rsplit("/", 1)[-1])
         return [dict(epoch=1, lr=config.lr, train_loss=1.0, train_acc=0.4, test_loss=1.5,
                      test_acc=0.5 + config.seed / 100, seconds=2.0)]
@@ -157,8 +157,8 @@ def test_set_key_twice():
     (["--set", "reduction_ratio=0"], "reduction_ratio"),
     (["--set", "se_stages=4"], "se_stages must be drawn from 1, 2, 3"),
     (["--grid", "nope"], "invalid choice: 'nope'"),
-    (["--grid", "squeeze", "--schedule", "linear"], "unknown schedule 'linear'"),
-    (["--grid", "squeeze", "--device", "gpu"], "unknown device 'gpu'"),
+    (["--grid", "squeeze", "--schedule", "linear"], "--schedule: invalid choice: 'linear'"),
+    (["--grid", "squeeze", "--device", "gpu"], "--device: invalid choice: 'gpu'"),
     (["--set", "colour=red"], "unknown key 'colour'"),
     ([], "nothing to run"),
     (["--grid", "squeeze", "--train-subset", "100", "--batch-size", "200"], "batch size 200 is larger than the 100"),
@@ -425,11 +425,11 @@ def test_shards_split_the_runs_and_share_the_tables(tmp_path, fake_train):
 def test_ctrl_c_keeps_the_finished_runs(tmp_path, monkeypatch, fake_train):
     real = ex.train
 
-    def second_interrupts(config, resume=False, progress=True):
+    def second_interrupts(config, resume=False, progress=True, overwrite=False):
         if len(fake_train) == 1:
             fake_train.append(config.out)
             raise KeyboardInterrupt
-        return real(config, resume, progress)
+        return real(config, resume, progress, overwrite)
     monkeypatch.setattr(ex, "train", second_interrupts)
     rc, stdout, stderr = ablate(["--grid", "squeeze", "--seeds", "0", "--out", str(tmp_path)])
     assert rc == 130 and "interrupted" in stderr

@@ -12,7 +12,10 @@ import pytest
 from PIL import Image
 
 from minise.checkpoint import load_checkpoint
-from minise.train import METRICS, TrainConfig, TrainingError, build_model, evaluate, main, prepare_data, train
+from minise.execution.threads import default_num_threads
+from minise.training import TrainConfig, TrainingError, build_model, evaluate, prepare_data, train
+from minise.training.run_folder import METRICS
+from minise.training.train_command import main
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 EPOCH_LINE = re.compile(r"^epoch\s+(\d+)/(\d+)\s+lr ([\d.]+)\s+train loss ([\d.]+) acc\s*([\d.]+)%\s+"
@@ -31,6 +34,15 @@ def read_metrics(folder):
         reader = csv.reader(f)
         header = next(reader)
         return header, [dict(zip(header, row)) for row in reader]
+
+
+def recorded(config):
+    """``config`` as config.json and the checkpoints record it: the thread count made explicit."""
+    return dataclasses.replace(config, threads=default_num_threads())
+
+
+def epoch_lines(stdout):
+    return [line for line in stdout.splitlines() if line.startswith("epoch")]
 
 
 def without_seconds(rows):
@@ -76,12 +88,17 @@ def test_smoke_run_files(smoke_run):
         assert image.format == "PNG" and image.size[0] > 200 and image.size[1] > 100
 
     with open(out / "config.json") as f:
-        assert TrainConfig(**json.load(f)) == smoke_run.config
+        assert TrainConfig(**json.load(f)) == recorded(smoke_run.config)
 
 
 def test_smoke_run_prints_one_line_per_epoch(smoke_run):
-    lines = smoke_run.stdout.splitlines()
+    first, *lines, last = smoke_run.stdout.splitlines()
     assert len(lines) == 2
+    assert first.startswith(f"training se_resnet20 into {smoke_run.out}: 2 epochs, 300 training and 200 test images")
+    assert first.endswith(f"threads: {default_num_threads()}")
+    best = max(smoke_run.rows, key=lambda r: r["test_acc"])
+    assert last.startswith(f"done: best test accuracy {100 * best['test_acc']:.2f}% at epoch {best['epoch']} of 2")
+    assert f"files in {smoke_run.out} (config.json, metrics.csv, curves.png, last.npz, best.npz)" in last
     for line, row in zip(lines, smoke_run.rows):
         m = EPOCH_LINE.match(line)
         assert m, line
@@ -93,7 +110,7 @@ def test_smoke_run_prints_one_line_per_epoch(smoke_run):
 def test_smoke_run_checkpoints(smoke_run, state_equal):
     rows, config = smoke_run.rows, smoke_run.config
     model_state, optim_state, meta = load_checkpoint(smoke_run.out / "last.npz")
-    assert meta["epoch"] == 2 and meta["metrics"] == rows and meta["config"] == dataclasses.asdict(config)
+    assert meta["epoch"] == 2 and meta["metrics"] == rows and meta["config"] == dataclasses.asdict(recorded(config))
     assert meta["best_acc"] == max(r["test_acc"] for r in rows)
     # a momentum buffer for every parameter, and the lr the schedule had reached
     model = build_model(config)
@@ -127,8 +144,8 @@ def test_smoke_run_checkpoints(smoke_run, state_equal):
 def test_cli_run(cli_run, make_config):
     assert cli_run.rc == 0, cli_run.stderr
     _, rows = read_metrics(cli_run.out)
-    lines = cli_run.stdout.splitlines()
-    assert len(lines) == len(rows) == 2
+    lines = epoch_lines(cli_run.stdout)
+    assert len(lines) == len(rows) == 2 and len(cli_run.stdout.splitlines()) == 4
     for epoch, (line, row) in enumerate(zip(lines, rows), start=1):
         m = EPOCH_LINE.match(line)
         assert m, line
@@ -137,22 +154,24 @@ def test_cli_run(cli_run, make_config):
         assert m.group(4) == f"{float(row['train_loss']):.4f}"
     assert "img_s" not in cli_run.stderr and "epoch 1/2" not in cli_run.stderr   # --no-progress
     with open(cli_run.out / "config.json") as f:
-        assert TrainConfig(**json.load(f)) == make_config(cli_run.out)
+        assert TrainConfig(**json.load(f)) == recorded(make_config(cli_run.out))
 
 
 # ---- Ctrl-C and resuming -------------------------------------------------------------------------
 
 def test_resume_of_a_finished_run_changes_nothing(cli_run, tmp_path, capsys):
-    """--resume on a run whose epochs are all done returns its metrics and leaves its files alone
-    (the one-cycle schedule has stepped past its end there, so its lr could not be loaded)."""
+    """--resume on a run whose epochs are all done returns its metrics and leaves its files as they
+    were (the one-cycle schedule has stepped past its end there, so its lr could not be loaded);
+    config.json, rebuilt, names the folder the run is in now."""
     assert cli_run.rc == 0
     out = tmp_path / "run"
     shutil.copytree(cli_run.out, out)
-    before = {p.name: p.read_bytes() for p in out.iterdir()}
+    before = {p.name: p.read_bytes() for p in out.iterdir() if p.name != "config.json"}
     assert main(["--resume", str(out), "--no-progress"]) == 0
     captured = capsys.readouterr()
     assert "has finished all 2 epochs: nothing to resume" in captured.err and captured.out == ""
-    assert {p.name: p.read_bytes() for p in out.iterdir()} == before
+    assert {p.name: p.read_bytes() for p in out.iterdir() if p.name != "config.json"} == before
+    assert json.loads((out / "config.json").read_text())["out"] == str(out)
 
 
 def test_resume_after_ctrl_c_equals_uninterrupted_run(cli_run, make_config, poison_batch, tmp_path, capsys,
@@ -185,8 +204,9 @@ def test_resume_after_ctrl_c_equals_uninterrupted_run(cli_run, make_config, pois
     assert len(rows) == 1
 
     assert main(["--resume", str(out), "--no-progress"]) == 0
-    printed = capsys.readouterr().out.splitlines()
-    assert len(printed) == 1 and printed[0].startswith("epoch   2/2"), printed
+    printed = capsys.readouterr().out
+    assert printed.startswith(f"resuming {out} after epoch 1 of 2\n")
+    assert len(epoch_lines(printed)) == 1 and epoch_lines(printed)[0].startswith("epoch   2/2"), printed
 
     want_model, want_optim, want_meta = load_checkpoint(cli_run.out / "last.npz")
     got_model, got_optim, got_meta = load_checkpoint(out / "last.npz")
@@ -276,7 +296,7 @@ def test_main_non_finite_loss_returns_1(data_args, tmp_path, capsys):
     assert rc == 1
     assert captured.err.startswith("minise train: error: training stopped in epoch 1")
     assert "non-finite" in captured.err and "Traceback" not in captured.err
-    assert captured.out == ""
+    assert not epoch_lines(captured.out) and "done" not in captured.out
 
 
 # ---- bad settings --------------------------------------------------------------------------------
@@ -361,10 +381,11 @@ def test_se_options_reach_the_model():
 
 def test_every_option_reaches_the_config():
     """Each TrainConfig field has its option, and the parsed value lands in the field."""
-    from minise.train import parse_args
+    from minise.training.train_command import build_parser
 
     fields = {f.name for f in dataclasses.fields(TrainConfig)}
-    args = vars(parse_args(["--no-cuda-graph", "--se-stages", "3", "--no-nesterov"]))
+    args = vars(build_parser().parse_args(["--no-cuda-graph", "--se-stages", "3", "--no-nesterov", "--threads", "3"]))
     assert fields <= set(args), fields - set(args)
     assert args["cuda_graph"] is False and args["se_stages"] == (3,) and args["nesterov"] is False
-    assert vars(parse_args([]))["cuda_graph"] is True
+    assert args["threads"] == 3
+    assert vars(build_parser().parse_args([]))["cuda_graph"] is True

@@ -1,10 +1,4 @@
-"""The SE ablation runner: ``minise ablate`` (or ``python -m minise.experiments``).
-
-    minise ablate --grid paper                       # the SE-Net paper's ablations, seeds 0 1 2, 10 epochs
-    minise ablate --grid reduction --seeds 0 --epochs 5 --train-subset 2000 --out runs/r-quick
-    minise ablate --set excitation=sigmoid,tanh --set lr=0.1,0.05 --dry-run
-    CUDA_VISIBLE_DEVICES=1 minise ablate --grid paper --device cuda --shard 1/2   # one process per GPU
-    minise ablate --summarize --out runs/ablate      # rebuild the tables from the files, train nothing
+"""The SE ablation runner: ``minise ablate`` (examples in EXAMPLES, shown by ``minise ablate --help``).
 
 The grid. A *setting* is a dict of TrainConfig field overrides, e.g. {"reduction_ratio": 4}.
 ``--grid NAME`` (repeatable) takes the settings of a built-in grid (GRIDS); ``--set KEY=V1,V2``
@@ -29,10 +23,10 @@ in progress. CSV accuracies are fractions, as in metrics.csv; summary.md shows p
 
 Resuming: the same command again skips finished runs, continues a run that has a last.npz and
 retries failed ones. A result.json or last.npz made with other settings than the grid now asks
-for is an error. A failing run (e.g. a non-finite loss) is recorded as "failed" and the grid
+for is an error. Processes sharing --out (shards, or the same command started twice) each take a
+run's lock (``runs/.<name>.lock``) before training it, so every run is trained once. A failing run (e.g. a non-finite loss) is recorded as "failed" and the grid
 goes on; the command then exits 1 naming it. Ctrl-C stops the grid (exit 130).
 """
-import argparse
 import contextlib
 import csv
 import dataclasses
@@ -48,22 +42,29 @@ from typing import NamedTuple
 
 import numpy
 
-from .backend import check_device
-from .checkpoint import load_checkpoint
-from .files import atomic_open
-from .nn import SEBlock
-from .summary import summary
-from .train import TrainConfig, build_model, check_config, train
+from ..backend import check_device
+from ..files import atomic_open
+from ..nn import SEBlock
+from ..summary import summary
+from .config import FIELDS, TrainConfig, build_model, check_config
+from .load import read_checkpoint
+from .loop import train
+from .options import add_config_options, parser as make_parser
 
 try:
     import fcntl
 except ImportError:     # Windows: no lock; --summarize rebuilds the tables if two shards raced
     fcntl = None
 
-FIELDS = {f.name: f.type for f in dataclasses.fields(TrainConfig)}
 SE_FIELDS = ("reduction_ratio", "min_hidden", "squeeze", "excitation", "placement", "se_stages")
-NOT_RUN = ("out", "data", "data_dir", "device", "cuda_graph")   # where and how a run computes, not what it is
-RUN_WIDE = {"seed": "--seeds", "out": "--out", "data": "--data", "data_dir": "--data-dir", "device": "--device"}
+NOT_RUN = ("out", "data", "data_dir", "device", "cuda_graph", "threads")   # where and how a run computes, not what
+RUN_WIDE = {"seed": "--seeds", "out": "--out", "data": "--data", "data_dir": "--data-dir", "device": "--device",
+            "threads": "--threads"}
+# The TrainConfig fields that are options of the command; the model and SE fields are the grid's.
+OPTIONS = [f for f in FIELDS if f not in ("model", "seed", *SE_FIELDS)]
+RESULT_KEYS = {"name": str, "setting": str, "order": int, "seed": int, "config": dict, "status": str}
+FINISHED_KEYS = {"final_acc": float, "best_acc": float, "final_test_loss": float, "seconds": float, "params": int,
+                 "mult_adds": int}
 RESULT_COLUMNS = ["status", "final_acc", "best_acc", "final_test_loss", "params", "mult_adds", "seconds",
                   "device", "error"]
 SUMMARY_COLUMNS = ["n", "final_acc_mean", "final_acc_std", "best_acc_mean", "best_acc_std", "seconds_mean",
@@ -113,7 +114,7 @@ def parse_set(text):
 
 
 def _convert(field, text, whole):
-    kind = FIELDS[field]
+    kind = FIELDS[field].type
     bools = {"true": True, "yes": True, "on": True, "1": True, "false": False, "no": False, "off": False, "0": False}
     try:
         if kind is bool:
@@ -229,6 +230,23 @@ def _read_json(path):
         raise ValueError(f"{path} is not valid JSON ({err}); delete it to run that run again") from err
 
 
+def read_result(path):
+    """A run's result.json, checked to hold what the tables need; ValueError naming what is missing."""
+    result = _read_json(path)
+    if not isinstance(result, dict):
+        raise ValueError(f"{path} holds {type(result).__name__}, expected a JSON object; delete it to run that "
+                         "run again")
+    wanted = {**RESULT_KEYS, **(FINISHED_KEYS if result.get("status") == "finished" else {})}
+    missing = [k for k in wanted if k not in result]
+    wrong = [f"{k} ({type(result[k]).__name__}, expected {kind.__name__})" for k, kind in wanted.items()
+             if k in result and not isinstance(result[k], (int, float) if kind is float else kind)]
+    if missing or wrong or result["status"] not in ("finished", "failed"):
+        what = (f"lacks {missing}" if missing else f"has bad values: {', '.join(wrong)}" if wrong else
+                f"has status {result['status']!r}, expected 'finished' or 'failed'")
+        raise ValueError(f"{path} {what}; delete it to run that run again")
+    return result
+
+
 def _check_same(run, stored, path):
     """Raise if the config ``stored`` in ``path`` is not the run the grid asks for."""
     defaults = dataclasses.asdict(TrainConfig())        # a field added since: its default
@@ -245,13 +263,13 @@ def existing(run):
     result_path, last = (os.path.join(run.config.out, f) for f in ("result.json", "last.npz"))
     notes = []
     if os.path.exists(result_path):
-        result = _read_json(result_path)
+        result = read_result(result_path)
         _check_same(run, result["config"], result_path)
         if result["status"] == "finished":
             return "finished"
         notes.append("failed before")
     if os.path.exists(last):
-        meta = load_checkpoint(last)[2]
+        meta = read_checkpoint(last).meta
         _check_same(run, meta["config"], last)
         done = meta["epoch"] >= run.config.epochs
         notes.append("every epoch in last.npz, no result yet" if done else f"resumes after epoch {meta['epoch']}")
@@ -271,8 +289,9 @@ def run_one(run, progress=True):
     last = os.path.join(config.out, "last.npz")
     result = dict(name=run.name, setting=run.setting, order=run.order, seed=config.seed, device=config.device,
                   params=run.params, mult_adds=run.mult_adds, config=dataclasses.asdict(config))
+    resume = os.path.exists(last)       # else the run starts again: a failed or killed first epoch is replaced
     try:
-        rows = train(config, resume=os.path.exists(last), progress=progress)   # a finished last.npz: no training
+        rows = train(config, resume=resume, overwrite=not resume, progress=progress)   # a finished last.npz: no training
         result.update(status="finished", final_acc=rows[-1]["test_acc"], best_acc=max(r["test_acc"] for r in rows),
                       final_test_loss=rows[-1]["test_loss"], seconds=sum(r["seconds"] for r in rows), metrics=rows)
     except Exception as err:
@@ -290,8 +309,14 @@ def run_grid(runs, out, progress=True):
     print(f"{len(runs)} runs, {len(runs) - len(todo)} finished before; training {len(todo)} in {out}", flush=True)
     failed = []
     for k, run in enumerate(todo, 1):
-        print(f"[{k}/{len(todo)}] {run.name}: training ({states[run.name]})", flush=True)
-        result = run_one(run, progress)
+        with run_lock(run, out) as mine:
+            state = existing(run) if mine else None     # another process may have finished it meanwhile
+            if state in (None, "finished"):
+                print(f"[{k}/{len(todo)}] {run.name}: " + ("finished by another process" if mine else
+                      "skipped: another process is training it"), flush=True)
+                continue
+            print(f"[{k}/{len(todo)}] {run.name}: training ({state})", flush=True)
+            result = run_one(run, progress)
         if result["status"] == "finished":
             print(f"[{k}/{len(todo)}] {run.name}: final {100 * result['final_acc']:.2f}%, "
                   f"best {100 * result['best_acc']:.2f}%, {result['seconds']:.0f} s", flush=True)
@@ -309,7 +334,7 @@ def load_runs(out):
     """One row per result.json under ``out``/runs (finished and failed), as in runs.csv, in grid
     order. Config fields other than the fixed columns get a column where their values differ."""
     paths = sorted(glob.glob(os.path.join(glob.escape(os.fspath(out)), "runs", "*", "result.json")))
-    results = sorted((_read_json(p) for p in paths), key=lambda r: (r["order"], r["setting"], r["seed"]))
+    results = sorted((read_result(p) for p in paths), key=lambda r: (r["order"], r["setting"], r["seed"]))
     fixed = ("model", *SE_FIELDS, "seed", "train_subset", "test_subset", "epochs", *NOT_RUN)
     extra = [f for f in FIELDS if f not in fixed and len({json.dumps(r["config"].get(f)) for r in results}) > 1]
     rows = []
@@ -404,13 +429,30 @@ def _csv(rows):
 
 
 @contextlib.contextmanager
+def _flock(path, wait=True):
+    """Hold an exclusive lock on the file ``path`` (made if needed) while the block runs; yields
+    whether this process has it (without ``wait``, False when another process holds it)."""
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    with open(path, "w") as f:
+        taken = True
+        if fcntl is not None:
+            try:
+                fcntl.flock(f, fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
+            except BlockingIOError:
+                taken = False
+        yield taken
+
+
 def _locked(out):
     """Hold ``out``/.tables.lock, so processes sharing ``out`` rebuild the tables one at a time and
     the last rebuild sees every result.json written before it."""
-    with open(os.path.join(out, ".tables.lock"), "w") as f:
-        if fcntl is not None:
-            fcntl.flock(f, fcntl.LOCK_EX)
-        yield
+    return _flock(os.path.join(out, ".tables.lock"))
+
+
+def run_lock(run, out):
+    """Try to take ``run``'s lock (``out``/runs/.<name>.lock): yields False when another process
+    holds it, i.e. is training that run. The kernel drops the lock when its holder dies."""
+    return _flock(os.path.join(out, "runs", f".{run.name}.lock"), wait=False)
 
 
 def write_tables(out):
@@ -429,24 +471,24 @@ def write_tables(out):
 
 # ---- the command ---------------------------------------------------------------------------------
 
+EXAMPLES = [
+    "minise ablate --grid paper                       # the SE-Net paper's ablations, seeds 0 1 2, 10 epochs",
+    "minise ablate --grid reduction --seeds 0 --epochs 5 --train-subset 2000 --out runs/r-quick",
+    "minise ablate --set excitation=sigmoid,tanh --set lr=0.1,0.05 --dry-run",
+    "CUDA_VISIBLE_DEVICES=1 minise ablate --grid paper --device cuda --shard 1/2   # one process per GPU",
+    "minise ablate --summarize --out runs/ablate      # rebuild the tables from the files, train nothing",
+]
+
+
 def build_parser():
-    d = TrainConfig()
-    p = argparse.ArgumentParser(prog="minise ablate", description=__doc__.split("\n\n")[0],
-                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p = make_parser("minise ablate", "Train a grid of SE settings x seeds with minise train's code, resumably, "
+                                     "and tabulate the mean and std of each setting's test accuracy.", EXAMPLES)
     p.add_argument("--grid", action="append", choices=list(GRIDS), help="a built-in grid (repeatable)")
     p.add_argument("--set", action="append", metavar="KEY=V1,V2", help="a TrainConfig field and its values "
                    "(repeatable; their product is added to the grid); se_stages as 1+2+3")
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2], help="one run of each setting per seed")
-    p.add_argument("--epochs", type=int, default=10, help="epochs of every run")
-    p.add_argument("--train-subset", type=int, default=10000, help="balanced subset size (0: all)")
-    p.add_argument("--test-subset", type=int, default=0, help="balanced subset size (0: all)")
-    p.add_argument("--batch-size", type=int, default=d.batch_size, help="training batch size")
-    p.add_argument("--lr", type=float, default=d.lr, help="max lr for onecycle, initial lr otherwise")
-    p.add_argument("--schedule", default=d.schedule, help="as for minise train")
-    p.add_argument("--device", default=d.device, help="cpu or cuda")
-    p.add_argument("--data", default=None, help="data source (default: $MINISE_DATA, else download)")
-    p.add_argument("--data-dir", default=None, help="cache folder (default ~/.cache/minise)")
-    p.add_argument("--out", default="runs/ablate", help="the grid's folder")
+    add_config_options(p, [f for f in OPTIONS if f != "out"], epochs=10)
+    p.add_argument("--out", default="runs/ablate", help="the grid's folder (each run in OUT/runs/NAME)")
     p.add_argument("--shard", default="0/1", metavar="I/K", help="run only the runs whose index is I mod K")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
     p.add_argument("--dry-run", action="store_true", help="list the runs and what is on disk, train nothing")
@@ -460,9 +502,7 @@ def runs_from_args(args):
     if not settings:
         raise ValueError(f"nothing to run: name a grid with --grid ({', '.join(GRIDS)}) or build one with "
                          "--set KEY=V1,V2")
-    base = TrainConfig(train_subset=args.train_subset, test_subset=args.test_subset, epochs=args.epochs,
-                       batch_size=args.batch_size, lr=args.lr, schedule=args.schedule, device=args.device,
-                       data=args.data, data_dir=args.data_dir, out=args.out)
+    base = TrainConfig(**{f: getattr(args, f) for f in OPTIONS})
     return shard(plan(settings, base, args.seeds), args.shard)
 
 

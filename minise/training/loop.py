@@ -1,0 +1,251 @@
+"""Training a CIFAR (SE-)ResNet: the data, the optimiser, the epoch loop and the test pass.
+
+The recipe (TrainConfig's defaults): SGD with nesterov momentum 0.9 and weight decay 5e-4, a
+one-cycle schedule (max lr 0.1, 15% linear warm-up, linear decay), batch 128 (the last partial
+batch dropped), random crop (reflect-pad 4) and horizontal flip, per-channel normalisation with
+the training subset's mean and std, the test images evaluated after every epoch.
+
+After every epoch, in this order: last.npz (so a resumable state exists from the first finished
+epoch on), best.npz (a copy of last.npz when the epoch is the best so far), metrics.csv and
+curves.png; all written atomically. A resume first rebuilds best.npz, metrics.csv, curves.png
+and config.json from last.npz, so a kill between these writes loses nothing.
+"""
+import dataclasses
+import os
+import sys
+import time
+from typing import NamedTuple
+
+import numpy
+
+from .. import nn
+from ..backend import check_device, to_device, to_numpy
+from ..checkpoint import load_checkpoint, save_checkpoint
+from ..data import channel_stats, iterate_batches, load_cifar10, load_cifar100, normalize, random_crop_flip, subset
+from ..execution.threads import default_num_threads, set_num_threads
+from ..optim import SGD
+from ..optim.lr_scheduler import CosineAnnealingLR, MultiStepLR, OneCycleLR
+from ..step import TrainStep
+from . import run_folder
+from .config import build_model, check_config
+from .load import read_checkpoint
+
+# The recipe's one-cycle schedule: 15% linear warm-up to the max lr, then a linear anneal.
+ONE_CYCLE = {"pct_start": 0.15, "anneal_strategy": "linear"}
+
+
+class TrainingError(RuntimeError):
+    """Training stopped: the loss became non-finite, or a file could not be written."""
+
+
+class Prepared(NamedTuple):
+    """Normalised float32 images (N, 3, 32, 32) and int64 labels on the run's device."""
+
+    x_train: object
+    y_train: object
+    x_test: object
+    y_test: object
+    classes: tuple
+    mean: list          # per-channel statistics of the training subset, in [0, 1] units
+    std: list
+
+
+def prepare_data(config, progress=True, stats=None):
+    """Load, subset and normalise the data. ``stats``: a (mean, std) to normalise with instead
+    of the training subset's own (evaluate uses the statistics the model was trained with)."""
+    load = {"cifar10": load_cifar10, "cifar100": load_cifar100}[config.dataset]
+    data = load(config.data, data_dir=config.data_dir, progress=progress)
+    x_train, y_train, x_test, y_test = data.x_train, data.y_train, data.x_test, data.y_test
+    if config.train_subset:
+        x_train, y_train = subset(x_train, y_train, config.train_subset, seed=0)
+    if config.test_subset:
+        x_test, y_test = subset(x_test, y_test, config.test_subset, seed=0)
+    mean, std = (numpy.asarray(s, dtype=numpy.float64) for s in stats) if stats else channel_stats(x_train)
+    arrays = [normalize(x_train, mean, std), y_train, normalize(x_test, mean, std), y_test]
+    return Prepared(*(to_device(a, config.device) for a in arrays), data.classes,
+                    to_numpy(mean).tolist(), to_numpy(std).tolist())
+
+
+def make_optimizer(model, config, steps_per_epoch):
+    optimizer = SGD(model.parameters(), lr=config.lr, momentum=config.momentum, nesterov=config.nesterov,
+                    weight_decay=config.weight_decay)
+    total = config.epochs * steps_per_epoch
+    scheduler = {
+        "onecycle": lambda: OneCycleLR(optimizer, max_lr=config.lr, total_steps=total, **ONE_CYCLE),
+        "cosine": lambda: CosineAnnealingLR(optimizer, T_max=total),
+        "step": lambda: MultiStepLR(optimizer, milestones=[total // 2, total * 3 // 4]),
+        "constant": lambda: None,
+    }[config.schedule]()
+    return optimizer, scheduler
+
+
+def evaluate(model, x, y, batch_size=128, progress=False, desc="test"):
+    """Mean loss, accuracy and predictions of ``model`` (in eval mode) on x: (N, 3, 32, 32)."""
+    from tqdm.auto import tqdm
+
+    was_training = model.training
+    model.eval()
+    loss_fn, total_loss, predictions = nn.CrossEntropyLoss(), 0.0, []
+    batches = iterate_batches(x, y, batch_size, shuffle=False)
+    for xb, yb in tqdm(batches, total=-(-len(y) // batch_size), desc=desc, unit="batch", disable=not progress,
+                       leave=False, file=sys.stderr):
+        logits = model(xb)
+        total_loss += loss_fn(logits, yb) * len(yb)
+        predictions.append(to_numpy(logits.argmax(axis=1)))
+    model.train(was_training)
+    predictions = numpy.concatenate(predictions)
+    return total_loss / len(y), float((predictions == to_numpy(y)).mean()), predictions
+
+
+def train_epoch(step, scheduler, x, y, config, epoch, progress=True):
+    """One pass over the shuffled, augmented training data with ``step`` (a TrainStep).
+    Returns (mean loss, accuracy)."""
+    from tqdm.auto import tqdm
+
+    # Each epoch's shuffling and augmentation come from (seed, epoch): a resumed run draws
+    # exactly what an uninterrupted one would.
+    rng = numpy.random.default_rng([config.seed, epoch])
+    step.model.train()
+    step.reset()
+    batches = iterate_batches(x, y, config.batch_size, rng=rng, drop_last=True)
+    bar = tqdm(batches, total=len(y) // config.batch_size, desc=f"epoch {epoch + 1}/{config.epochs}",
+               unit="batch", disable=not progress, leave=False, file=sys.stderr)
+    # Reading the sums (which also stops a run whose loss is NaN) waits for the GPU, so there it
+    # happens every 10 steps; on the CPU it costs nothing.
+    check_every = 10 if config.device == "cuda" else 1
+    start = time.perf_counter()
+    for i, (xb, yb) in enumerate(bar):
+        step(random_crop_flip(xb, rng), yb)
+        if scheduler is not None:
+            scheduler.step()
+        if i % check_every == 0:
+            loss_sum, correct, seen = step.totals()
+            bar.set_postfix({"loss": f"{loss_sum / seen:.3f}", "acc": f"{correct / seen:.3f}",
+                             "img/s": f"{seen / (time.perf_counter() - start):.0f}"})
+    loss_sum, correct, seen = step.totals()
+    return loss_sum / seen, correct / seen
+
+
+def resolve(config):
+    """``config`` with what it leaves open made explicit, as config.json records it: the data
+    source ($MINISE_DATA or "download" when None), the thread count, plain-string paths."""
+    data = os.fspath(config.data) if config.data is not None else os.environ.get("MINISE_DATA") or "download"
+    return dataclasses.replace(config, out=os.fspath(config.out), data=data,
+                               data_dir=None if config.data_dir is None else os.fspath(config.data_dir),
+                               threads=config.threads or default_num_threads())
+
+
+def train(config, resume=False, progress=True, overwrite=False):
+    """Run (or resume) training as ``config`` says; returns the list of per-epoch metric rows.
+
+    A new run refuses an ``out`` folder that holds files unless ``overwrite`` (which deletes the
+    files a run writes there first); ``resume`` continues from ``out``/last.npz."""
+    check_config(config)
+    check_device(config.device)
+    config = resolve(config)
+    run_folder.claim(config.out, resume, overwrite)
+    set_num_threads(config.threads)
+    last_path, best_path = os.path.join(config.out, "last.npz"), os.path.join(config.out, "best.npz")
+    saved = read_checkpoint(last_path) if resume else None
+    if saved is not None and saved.meta["epoch"] >= config.epochs:
+        repair(saved, config)
+        print(f"{config.out} has finished all {config.epochs} epochs: nothing to resume "
+              "(its metrics.csv, curves.png and best.npz are rebuilt from last.npz)", file=sys.stderr)
+        return saved.meta["metrics"]
+    nn.manual_seed(config.seed)
+    model = build_model(config).to(config.device)
+    data = prepare_data(config, progress)
+    x_train, y_train, x_test, y_test = data.x_train, data.y_train, data.x_test, data.y_test
+    steps = len(y_train) // config.batch_size
+    if steps == 0:
+        raise ValueError(f"batch size {config.batch_size} is larger than the {len(y_train)} training images")
+    optimizer, scheduler = make_optimizer(model, config, steps)
+    step = TrainStep(model, optimizer, graph=config.device == "cuda" and config.cuda_graph)
+    rows, start_epoch, best, best_epoch = [], 0, -1.0, 0
+    if saved is not None:
+        model.load_state_dict(saved.model_state)
+        optimizer.load_state_dict(saved.optimizer_state)
+        if scheduler is not None:
+            scheduler.load_state_dict(saved.meta["scheduler"])
+        rows, start_epoch, best = saved.meta["metrics"], saved.meta["epoch"], saved.meta["best_acc"]
+        best_epoch = saved.meta.get("best_epoch", 0)
+        repair(saved, config)
+        print(f"resuming {config.out} after epoch {start_epoch} of {config.epochs}", flush=True)
+    else:
+        if overwrite:
+            run_folder.clear(config.out)
+        run_folder.write_config(config, config.out)
+    print(f"training {config.model} into {config.out}: {config.epochs} epochs, {len(y_train)} training and "
+          f"{len(y_test)} test images from {config.data}, device {config.device}, threads: {config.threads}",
+          flush=True)
+
+    def checkpoint(path, epoch):
+        save_checkpoint(path, model.state_dict(), optimizer.state_dict(), epoch=epoch, best_acc=best,
+                        best_epoch=best_epoch, config=dataclasses.asdict(config), metrics=rows,
+                        normalization={"mean": data.mean, "std": data.std},
+                        scheduler=scheduler.state_dict() if scheduler is not None else None,
+                        rng={"shuffle_and_augment": f"numpy default_rng([seed={config.seed}, epoch])"})
+
+    # Evaluation gives the same numbers at any batch size (BN uses its running statistics); on
+    # the GPU large batches mean fewer launches, on the CPU they would only mean larger buffers.
+    eval_batch_size = 1000 if config.device == "cuda" else config.batch_size
+    epoch = saved_epoch = start_epoch           # saved_epoch: the epoch that last.npz holds
+    try:
+        for epoch in range(start_epoch, config.epochs):
+            start = time.perf_counter()
+            lr = optimizer.param_groups[0]["lr"]
+            train_loss, train_acc = train_epoch(step, scheduler, x_train, y_train, config, epoch, progress)
+            test_loss, test_acc, _ = evaluate(model, x_test, y_test, eval_batch_size, progress,
+                                              desc=f"epoch {epoch + 1}/{config.epochs} test")
+            rows.append(dict(epoch=epoch + 1, lr=lr, train_loss=train_loss, train_acc=train_acc,
+                             test_loss=test_loss, test_acc=test_acc, seconds=time.perf_counter() - start))
+            if test_acc > best:
+                best, best_epoch = test_acc, epoch + 1
+            checkpoint(last_path, epoch + 1)
+            saved_epoch = epoch + 1
+            if best_epoch == epoch + 1:
+                run_folder.copy_checkpoint(last_path, best_path)
+            run_folder.write_metrics(rows, config.out)
+            run_folder.write_curves(rows, config.out)
+            print(f"epoch {epoch + 1:3d}/{config.epochs}  lr {lr:.4f}  train loss {train_loss:.4f} "
+                  f"acc {100 * train_acc:5.2f}%  test loss {test_loss:.4f} acc {100 * test_acc:5.2f}%  "
+                  f"{rows[-1]['seconds']:.1f}s", flush=True)
+    except KeyboardInterrupt:
+        checkpoint(os.path.join(config.out, "interrupted.npz"), epoch)
+        then = (f"`minise train --resume {config.out}` continues from the end of epoch {saved_epoch} (last.npz)"
+                if saved_epoch else "no epoch had finished, so there is nothing to resume: "
+                                                  "run the command again with --overwrite")
+        print(f"\ninterrupted in epoch {epoch + 1}: weights saved to {config.out}/interrupted.npz; {then}",
+              file=sys.stderr)
+        raise
+    except (FloatingPointError, OSError) as err:
+        kept = (f"The last good checkpoint (end of epoch {saved_epoch}) is kept in {last_path}: "
+                f"`minise train --resume {config.out}` continues from it"
+                if saved_epoch else "No epoch had finished, so no checkpoint was written")
+        raise TrainingError(f"training stopped in epoch {epoch + 1}: {err}. {kept}") from err
+    print(f"done: best test accuracy {100 * best:.2f}% at epoch {best_epoch} of {config.epochs}, final "
+          f"{100 * rows[-1]['test_acc']:.2f}%; {sum(r['seconds'] for r in rows):.0f} s over the epochs; "
+          f"files in {config.out} "
+          f"({', '.join(n for n in run_folder.RUN_FILES if os.path.exists(os.path.join(config.out, n)))})",
+          flush=True)
+    return rows
+
+
+def repair(saved, config):
+    """Rebuild a run folder's outputs from its last.npz (``saved``): config.json, metrics.csv,
+    curves.png, and best.npz where the last epoch was the best and best.npz is not of it (a kill
+    between the two checkpoint writes)."""
+    out = config.out
+    run_folder.write_outputs(config, saved.meta["metrics"], out)
+    epoch, best_epoch = saved.meta["epoch"], saved.meta.get("best_epoch")
+    best_path = os.path.join(out, "best.npz")
+    if epoch and best_epoch == epoch:
+        if not os.path.exists(best_path) or _epoch_of(best_path) != epoch:
+            run_folder.copy_checkpoint(os.path.join(out, "last.npz"), best_path)
+
+
+def _epoch_of(path):
+    try:
+        return load_checkpoint(path)[2].get("epoch")
+    except ValueError:              # a CheckpointError: a torn or foreign best.npz is rebuilt
+        return None

@@ -1,0 +1,58 @@
+"""``minise train``: train a CIFAR (SE-)ResNet into a run folder (see ``loop`` and ``run_folder``)."""
+import dataclasses
+import os
+import sys
+
+from ..checkpoint import CheckpointError
+from .config import FIELDS, TrainConfig, option_name
+from .load import read_checkpoint
+from .loop import TrainingError, train
+from .options import add_config_options, given_options, parser
+
+EXAMPLES = [
+    "minise train --epochs 10 --train-subset 2000 --test-subset 1000 --out runs/first   # a first result",
+    "minise train                                     # SE-ResNet-20, 10k images, 30 epochs, into runs/latest",
+    "minise train --model resnet20 --train-subset 5000 --out runs/r20-5k",
+    "minise train --resume runs/r20-5k                # continue from runs/r20-5k/last.npz",
+    "minise train --device cuda --train-subset 0      # all 50k images on the GPU (needs CuPy)",
+]
+# With --resume the saved settings hold; these options still apply (how the run computes and shows).
+RESUME_OPTIONS = {"resume", "no_progress", "threads"}
+
+
+def build_parser():
+    p = parser("minise train", "Train a CIFAR (SE-)ResNet and write metrics.csv, curves.png, config.json, "
+                               "last.npz and best.npz into --out.", EXAMPLES)
+    add_config_options(p, FIELDS)
+    p.add_argument("--resume", metavar="DIR", default=None,
+                   help="continue the run in DIR from DIR/last.npz, with the settings saved there")
+    p.add_argument("--overwrite", action="store_true", help="replace the run in --out (its files are deleted)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    return p
+
+
+def main(argv=None):
+    argv = sys.argv[1:] if argv is None else list(argv)
+    p = build_parser()
+    args = p.parse_args(argv)
+    if args.resume and args.overwrite:
+        p.error("--resume continues a run and --overwrite replaces it: give one of them")
+    progress = not args.no_progress
+    try:
+        if args.resume:
+            ignored = sorted(given_options(p, argv) - RESUME_OPTIONS)
+            if ignored:
+                print(f"minise train: warning: ignoring {', '.join(option_name(d) for d in ignored)}: a resumed run "
+                      f"keeps the settings saved in {os.path.join(args.resume, 'last.npz')}", file=sys.stderr)
+            saved = read_checkpoint(os.path.join(args.resume, "last.npz")).config
+            config = dataclasses.replace(saved, out=args.resume, threads=args.threads or saved.threads)
+            train(config, resume=True, progress=progress)
+        else:
+            fields = vars(args)
+            train(TrainConfig(**{k: fields[k] for k in FIELDS}), progress=progress, overwrite=args.overwrite)
+    except KeyboardInterrupt:
+        return 130
+    except (TrainingError, CheckpointError, ValueError, RuntimeError, OSError) as err:
+        print(f"minise train: error: {err}", file=sys.stderr)
+        return 1
+    return 0
