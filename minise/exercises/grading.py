@@ -1,0 +1,279 @@
+"""Grade one backward function: call it, compare what it returns with the library's answer and
+with central differences (``minise.gradcheck``), and name the likely mistake in words.
+
+A ``Case`` holds the arguments to call with, the right answers and the typical wrong answers of
+one exercise; ``grade(case, fn)`` returns a ``Feedback``. The checks, in order:
+    the blank is still empty (NotImplementedError, or None returned)  -> "not yet implemented"
+    it raised                                 -> the error and the line that raised it
+    an argument was written in place          -> which one
+    the number of returned arrays, each array's shape (a transpose is named as such)
+    the values: right; one of the case's typical wrong answers; off by a constant factor
+    (H*W, N, -1, ...); or just wrong, with the size of the error
+"""
+import copy
+import os
+import traceback
+from dataclasses import dataclass, field
+
+import numpy
+
+from ..backend import to_numpy
+from ..gradcheck import THRESHOLD, rel_error
+
+CORRECT, NOT_YET, WRONG = "correct", "not yet implemented", "wrong"
+SAME = 1e-6          # two answers within this relative error are taken to be the same formula
+
+
+@dataclass
+class Output:
+    """One array the function returns: its name, its shape in letters ("(N, C, H, W)"), the
+    library's answer, the central-difference gradient (None where there is none) and a hint
+    shown when the shape is wrong."""
+
+    name: str
+    shape_text: str
+    expected: object
+    numeric: object = None
+    shape_hint: str = ""
+
+
+@dataclass
+class Mistake:
+    """A typical wrong answer for one output: its values and what it means."""
+
+    output: str
+    values: object
+    kind: str
+    message: str
+
+
+@dataclass
+class Case:
+    """One exercise's test: ``fn(*args.values())`` should return ``outputs`` (a tuple when
+    there are several). ``sizes`` names the dimensions (N, C, H, W, ...) for the shape and
+    factor messages; ``factor_hints`` says what a factor such as "H*W" usually means."""
+
+    function: str
+    args: dict
+    outputs: list
+    reference: str
+    sizes: dict
+    mistakes: list = field(default_factory=list)
+    factor_hints: dict = field(default_factory=dict)
+
+
+@dataclass
+class Finding:
+    """One problem: a short key ("shape", "transpose", "factor", "in_place", ...), what it
+    means, the outputs it concerns (where the message does not name them) and the largest
+    gradient-check error among them (None where no check ran)."""
+
+    kind: str
+    message: str
+    outputs: list = field(default_factory=list)
+    gradient_error: float = None
+
+    def __str__(self):
+        text = f"{', '.join(self.outputs)}: {self.message}" if self.outputs else self.message
+        return text + (f" [{_gradient_check_text(self.gradient_error)}]" if self.gradient_error is not None else "")
+
+
+@dataclass
+class Feedback:
+    """What ``grade`` found. ``status`` is "correct", "not yet implemented" or "wrong";
+    ``findings`` the problems (empty when correct); ``verdicts`` one line per right output."""
+
+    function: str
+    status: str
+    findings: list = field(default_factory=list)
+    verdicts: list = field(default_factory=list)
+
+    @property
+    def passed(self):
+        return self.status == CORRECT
+
+    @property
+    def kinds(self):
+        return [f.kind for f in self.findings]
+
+    def __str__(self):
+        lines = [f"{self.function}: {self.status}"]
+        lines += [f"  ✗ {f}" for f in self.findings]
+        lines += [f"  ✓ {v}" for v in self.verdicts]
+        if self.status == WRONG:
+            lines.append(f"  (stuck? exercises.show_solution({self.function!r}) prints one answer)")
+        return "\n".join(lines)
+
+    __repr__ = __str__
+
+
+def grade(case, fn):
+    """Call ``fn`` on the case's arguments and judge what it returns. Returns a Feedback."""
+    if not callable(fn):
+        raise TypeError(f"{case.function}: pass your function itself, e.g. "
+                        f"check_{case.function}({case.function}), got {type(fn).__name__}")
+    args = copy.deepcopy(case.args)           # the function may write into its arguments
+    try:
+        result = fn(*args.values())
+    except NotImplementedError as err:
+        return Feedback(case.function, NOT_YET, [Finding("not_implemented", _not_implemented(case, err))])
+    except Exception as err:                  # the learner's code failed: say where, no traceback
+        return Feedback(case.function, WRONG, [Finding("error", _describe_error(case.function, err))])
+    if result is None:
+        return Feedback(case.function, NOT_YET, [Finding(
+            "not_implemented", f"{case.function} returns None: fill in the blank and return "
+                               f"{_names(case.outputs)}")])
+    findings = [Finding("in_place", _in_place_message(name, case.function))
+                for name in _written_in_place(case.args, args)]
+    returned = _as_outputs(result, case.outputs)
+    if isinstance(returned, Finding):
+        return Feedback(case.function, WRONG, findings + [returned])
+    verdicts = []
+    for output, got in zip(case.outputs, returned):
+        problem = _judge(case, output, got)
+        if problem is None:
+            verdicts.append(_verdict(case, output, got))
+        elif findings and problem.outputs and (problem.kind, problem.message) == (findings[-1].kind,
+                                                                                  findings[-1].message):
+            findings[-1].outputs += problem.outputs          # one mistake that spoils several outputs
+            findings[-1].gradient_error = max(findings[-1].gradient_error, problem.gradient_error)
+        else:
+            findings.append(problem)
+    if any(f.kind == "not_implemented" for f in findings):
+        return Feedback(case.function, NOT_YET, findings, verdicts)
+    return Feedback(case.function, WRONG if findings else CORRECT, findings, verdicts)
+
+
+# ---- what went wrong before any value could be compared -------------------------------------
+def _not_implemented(case, err):
+    inner = traceback.extract_tb(err.__traceback__)[-1].name
+    if inner not in (case.function, "<lambda>") and not inner.startswith("<"):
+        return (f"{case.function} calls {inner}, whose blank is still empty: "
+                f"fill in {inner} first")
+    return f"fill in the blank of {case.function} (it still raises NotImplementedError), then run the check again"
+
+
+def _describe_error(function, err):
+    """The error and the line of the learner's code that raised it (numpy's frames skipped)."""
+    numpy_dir = os.path.dirname(numpy.__file__)
+    frames = [f for f in traceback.extract_tb(err.__traceback__) if not f.filename.startswith(numpy_dir)]
+    where = ""
+    if frames:
+        frame = frames[-1]
+        where = f" in {frame.name}, line {frame.lineno}" + (f": {frame.line.strip()}" if frame.line else "")
+    return f"{function} raised {type(err).__name__}: {err}{where}"
+
+
+def _walk_arrays(name, value):
+    """(label, array) for an argument that is an array or a dict of arrays (a cache)."""
+    if isinstance(value, dict):
+        for key, item in value.items():
+            yield from _walk_arrays(f"{name}[{key!r}]", item)
+    elif hasattr(value, "shape") and hasattr(value, "dtype"):
+        yield name, value
+
+
+def _written_in_place(originals, passed):
+    return [label for name in originals
+            for (label, before), (_, after) in zip(_walk_arrays(name, originals[name]),
+                                                   _walk_arrays(name, passed[name]))
+            if not numpy.array_equal(to_numpy(before), to_numpy(after), equal_nan=True)]
+
+
+def _in_place_message(label, function):
+    return (f"{label} was written in place: {function} must leave its arguments as it found them "
+            f"(where a tensor fans out, another layer still needs {label}). Compute into a new "
+            f"array, e.g. `dx = dout * ...`, not `dout *= ...` or `dout[...] = ...`")
+
+
+def _names(outputs):
+    names = ", ".join(o.name for o in outputs)
+    return names if len(outputs) == 1 else f"({names})"
+
+
+def _as_outputs(result, outputs):
+    """The returned arrays as a list matched to ``outputs``, or a Finding when the count is off."""
+    if len(outputs) == 1:
+        if isinstance(result, tuple):
+            return Finding("arity", f"returned a tuple of {len(result)}; expected one array, "
+                                    f"{outputs[0].name} {outputs[0].shape_text}")
+        return [result]
+    if not isinstance(result, (tuple, list)) or len(result) != len(outputs):
+        count = f"{len(result)} values" if isinstance(result, (tuple, list)) else "one value"
+        return Finding("arity", f"returned {count}; expected {len(outputs)}: {_names(outputs)}")
+    return list(result)
+
+
+# ---- one returned array ------------------------------------------------------------------------
+def _judge(case, output, got):
+    """None when ``got`` is right, else the Finding that explains it best."""
+    if got is None:
+        return Finding("not_implemented", f"{output.name} is still None: fill in its part of the blank")
+    got = numpy.asarray(to_numpy(got))
+    expected = to_numpy(output.expected)
+    if got.dtype.kind not in "fiu":
+        return Finding("type", f"{output.name} should be an array of numbers, got dtype {got.dtype}")
+    if got.shape != expected.shape:
+        return _shape_finding(case, output, got, expected)
+    if not numpy.isfinite(got).all():
+        return Finding("values", f"{output.name} contains NaN or inf")
+    numeric_error = None if output.numeric is None else rel_error(got, output.numeric)
+    if rel_error(got, expected) <= THRESHOLD and (numeric_error is None or numeric_error <= THRESHOLD):
+        return None
+    finding = next((Finding(m.kind, m.message, [output.name]) for m in case.mistakes
+                    if m.output == output.name and rel_error(got, m.values) <= SAME), None)
+    finding = finding or _factor_finding(case, output, got, expected) or Finding(
+        "values", f"{output.name} has the right shape but wrong values (max relative error "
+                  f"{rel_error(got, expected):.2g} against {case.reference})")
+    finding.gradient_error = numeric_error
+    return finding
+
+
+def _shape_finding(case, output, got, expected):
+    if got.ndim == 2 and got.shape == expected.T.shape and rel_error(got.T, expected) <= SAME:
+        return Finding("transpose", f"{output.name} is the transpose of the right answer: the transpose "
+                                    f"is missing. Expected {output.shape_text} = {expected.shape}, got "
+                                    f"{got.shape}. {output.shape_hint}".rstrip())
+    return Finding("shape", f"wrong shape returned for {output.name}: expected {output.shape_text} = "
+                            f"{expected.shape}, got {got.shape}. {output.shape_hint}".rstrip())
+
+
+def _factor_finding(case, output, got, expected):
+    """A Finding when got = k * expected for a constant k, naming k where the sizes explain it."""
+    norm = float((expected * expected).sum())
+    if norm == 0:
+        return None
+    k = float((got * expected).sum()) / norm
+    if abs(k - 1) <= SAME or rel_error(got, k * expected) > SAME:
+        return None
+    for label, value in _factors(case.sizes).items():
+        if abs(k - value) <= 1e-6 * abs(value):
+            if label == "-1":
+                return Finding("sign", f"{output.name} has the wrong sign (it is minus the right answer)")
+            hint = case.factor_hints.get(label, "")
+            return Finding("factor", f"{output.name} is off by a factor of {label} = {value:g} "
+                                     f"(it is {k:g} times the right answer). {hint}".rstrip())
+    return Finding("factor", f"{output.name} is {k:.4g} times the right answer: a constant factor is off")
+
+
+def _factors(sizes):
+    """Named factors a gradient is typically off by: each size, H*W, their inverses, -1."""
+    named = dict(sizes)
+    if "H" in sizes and "W" in sizes:
+        named["H*W"] = sizes["H"] * sizes["W"]
+    factors = {"-1": -1.0}
+    for label, value in named.items():
+        factors[label] = float(value)
+        factors[f"1/({label})" if any(op in label for op in "*/") else f"1/{label}"] = 1.0 / value
+    return factors
+
+
+def _gradient_check_text(err):
+    return f"gradient check: max rel. error {err:.1e} ({'pass' if err <= THRESHOLD else 'fail'})"
+
+
+def _verdict(case, output, got):
+    line = f"{output.name}: matches {case.reference}"
+    if output.numeric is not None:
+        line += "; " + _gradient_check_text(rel_error(numpy.asarray(to_numpy(got)), output.numeric))
+    return line

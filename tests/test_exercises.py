@@ -1,0 +1,270 @@
+"""The exercises' grader: right answers pass, typical wrong answers are named, empty blanks say
+"not yet implemented"; and notebook 08 runs with its blanks empty and with the solutions filled."""
+import pathlib
+import types
+
+import nbformat
+import numpy as np
+import pytest
+
+from minise import exercises, nn
+from minise.exercises import checks, forward, solutions
+from minise.exercises.grading import CORRECT, NOT_YET, WRONG
+
+NOTEBOOK = pathlib.Path(__file__).parent.parent / "notebooks" / "08_build_your_own_se.ipynb"
+
+
+def _with_helpers(fn, **helpers):
+    """``fn``'s code, calling the given functions in place of the solutions' helpers."""
+    return types.FunctionType(fn.__code__, {**vars(solutions), **helpers}, fn.__name__)
+
+
+@pytest.mark.parametrize("name", list(checks.CASES))
+def test_the_solutions_pass(name):
+    feedback = exercises.check(name, getattr(solutions, name))
+    assert feedback.status == CORRECT, feedback
+    assert "gradient check" in str(feedback) and "matches" in str(feedback)
+
+
+def test_the_given_forward_passes_are_the_library_block():
+    nn.manual_seed(3)
+    se = nn.SEBlock(8, 4).double()
+    W1, W2, b2 = (dict(se.named_parameters())[k].data for k in checks.SE_PARAMS)
+    x = np.random.default_rng(0).standard_normal((2, 8, 3, 3))
+    np.testing.assert_allclose(forward.se_block(x, W1, W2, b2), se(x), rtol=1e-12)
+    np.testing.assert_allclose(forward.excite(forward.squeeze(x), W1, W2, b2)[0], se.s, rtol=1e-12)
+
+
+# ---- empty blanks: "not yet implemented", never a traceback ----------------------------------
+def _raises(*args):
+    raise NotImplementedError
+
+
+def _returns_none(*args):
+    pass
+
+
+@pytest.mark.parametrize("name", list(checks.CASES))
+@pytest.mark.parametrize("blank", [_raises, _returns_none], ids=["raises", "returns None"])
+def test_an_empty_blank_is_not_yet_implemented(name, blank):
+    feedback = exercises.check(name, blank)
+    assert feedback.status == NOT_YET
+    assert str(feedback).startswith(f"{name}: not yet implemented")
+
+
+def test_a_composite_calling_an_empty_helper_names_it():
+    def relu_backward(dout, x):
+        raise NotImplementedError
+
+    feedback = exercises.check_excite_backward(_with_helpers(solutions.excite_backward, relu_backward=relu_backward))
+    assert feedback.status == NOT_YET
+    assert "relu_backward" in str(feedback)
+
+
+def test_a_helper_that_returns_none_makes_the_composite_not_yet_implemented():
+    feedback = exercises.check_se_block_backward(
+        _with_helpers(solutions.se_block_backward, squeeze_backward=_returns_none))
+    assert feedback.status == NOT_YET
+    assert "squeeze_backward" in str(feedback)
+
+
+# ---- typical wrong answers, each named --------------------------------------------------------
+def squeeze_no_division(dz, x_shape):
+    N, C, H, W = x_shape
+    return np.ones(x_shape) * dz[:, :, None, None]
+
+
+def squeeze_in_place(dz, x_shape):
+    N, C, H, W = x_shape
+    dz /= H * W
+    return np.ones(x_shape) * dz[:, :, None, None]
+
+
+def squeeze_unit_axes(dz, x_shape):
+    return dz[:, :, None, None] / (x_shape[2] * x_shape[3])
+
+
+def linear_dW_not_transposed(dout, x, W):
+    return dout @ W, x.T @ dout, dout.sum(axis=0)
+
+
+def linear_db_mean(dout, x, W):
+    return dout @ W, dout.T @ x, dout.mean(axis=0)
+
+
+def relu_in_place(dout, x):
+    dout[x <= 0] = 0
+    return dout
+
+
+def relu_without_dout(dout, x):
+    return (x > 0).astype(float)
+
+
+def sigmoid_from_x(dout, x, out):
+    return dout * x * (1 - x)
+
+
+def sigmoid_wrong_sign(dout, x, out):
+    return -dout * out * (1 - out)
+
+
+def excite_sigmoid_from_e(ds, cache, W1, W2):
+    """Written inline, as a learner might: sigma' at e instead of at s."""
+    e = cache["e"]
+    de = ds.reshape(e.shape) * e * (1 - e)
+    dh, dW2, db2 = de @ W2, de.T @ cache["h"], de.sum(axis=0)
+    da = dh * (cache["a"] > 0)
+    return da @ W1, da.T @ cache["z"], dW2, db2
+
+
+def rescale_ds_not_summed(dout, x, s):
+    return dout * s, dout * x
+
+
+def rescale_ds_without_x(dout, x, s):
+    return dout * s, dout.sum(axis=(2, 3), keepdims=True)
+
+
+def rescale_in_place(dout, x, s):
+    ds = (dout * x).sum(axis=(2, 3), keepdims=True)
+    dout *= s
+    return dout, ds
+
+
+def rescale_ds_mean(dout, x, s):
+    return dout * s, (dout * x).mean(axis=(2, 3), keepdims=True)
+
+
+def block_without_path_through_s(dout, x, W1, W2, b2):
+    s, cache = forward.excite(forward.squeeze(x), W1, W2, b2)
+    dx, ds = solutions.rescale_backward(dout, x, s)
+    _, dW1, dW2, db2 = solutions.excite_backward(ds, cache, W1, W2)
+    return dx, dW1, dW2, db2
+
+
+def block_without_direct_path(dout, x, W1, W2, b2):
+    s, cache = forward.excite(forward.squeeze(x), W1, W2, b2)
+    _, ds = solutions.rescale_backward(dout, x, s)
+    dz, dW1, dW2, db2 = solutions.excite_backward(ds, cache, W1, W2)
+    return solutions.squeeze_backward(dz, x.shape), dW1, dW2, db2
+
+
+def block_through_s_not_divided(dout, x, W1, W2, b2):
+    s, cache = forward.excite(forward.squeeze(x), W1, W2, b2)
+    dx, ds = solutions.rescale_backward(dout, x, s)
+    dz, dW1, dW2, db2 = solutions.excite_backward(ds, cache, W1, W2)
+    return dx + dz[:, :, None, None], dW1, dW2, db2
+
+
+WRONG_ANSWERS = [   # (blank, wrong answer, the finding's kind, a fragment of its explanation)
+    ("squeeze_backward", squeeze_no_division, "factor", "factor of H*W"),
+    ("squeeze_backward", squeeze_in_place, "in_place", "dz was written in place"),
+    ("squeeze_backward", squeeze_unit_axes, "shape", "expected (N, C, H, W) = (2, 6, 3, 5), got (2, 6, 1, 1)"),
+    ("linear_backward", linear_dW_not_transposed, "transpose", "transpose is missing"),
+    ("linear_backward", linear_db_mean, "factor", "factor of 1/N"),
+    ("relu_backward", relu_in_place, "in_place", "dout was written in place"),
+    ("relu_backward", relu_without_dout, "missing_dout", "multiply it by dout"),
+    ("sigmoid_backward", sigmoid_from_x, "sigmoid_from_input", "uses x instead of the output"),
+    ("sigmoid_backward", sigmoid_wrong_sign, "sign", "wrong sign"),
+    ("excite_backward", excite_sigmoid_from_e, "sigmoid_from_input", "instead of its output s"),
+    ("rescale_backward", rescale_ds_not_summed, "shape", "expected (N, C, 1, 1)"),
+    ("rescale_backward", rescale_ds_without_x, "missing_x", "missing the factor x"),
+    ("rescale_backward", rescale_in_place, "in_place", "dout was written in place"),
+    ("rescale_backward", rescale_ds_mean, "factor", "factor of 1/(H*W)"),
+    ("se_block_backward", block_without_path_through_s, "path_through_s_missing", "path through s is missing"),
+    ("se_block_backward", block_without_direct_path, "direct_path_missing", "direct path is missing"),
+    ("se_block_backward", block_through_s_not_divided, "path_through_s_factor", "factor of H*W"),
+]
+
+
+@pytest.mark.parametrize("name, answer, kind, fragment", WRONG_ANSWERS, ids=[w[1].__name__ for w in WRONG_ANSWERS])
+def test_a_typical_wrong_answer_is_named(name, answer, kind, fragment):
+    feedback = exercises.check(name, answer)
+    assert feedback.status == WRONG, feedback
+    assert kind in feedback.kinds, feedback
+    assert fragment in str(feedback)
+
+
+def test_a_composite_points_to_its_wrong_helper():
+    feedback = exercises.check_excite_backward(
+        _with_helpers(solutions.excite_backward, sigmoid_backward=sigmoid_from_x))
+    assert feedback.status == WRONG
+    assert feedback.kinds[:2] == ["helper_sigmoid_from_input", "sigmoid_from_input"]
+    assert "calls sigmoid_backward" in str(feedback) and "uses x instead of the output" in str(feedback)
+
+
+def test_an_error_is_reported_with_its_line_not_a_traceback():
+    def linear_backward(dout, x, W):
+        dx = dout @ W.T                         # (4, 3) @ (5, 3): the shapes do not chain
+        return dx, dout.T @ x, dout.sum(axis=0)
+
+    feedback = exercises.check_linear_backward(linear_backward)
+    assert feedback.kinds == ["error"]
+    assert "ValueError" in str(feedback) and "dx = dout @ W.T" in str(feedback)
+    assert "Traceback" not in str(feedback)
+
+
+def test_the_wrong_number_of_outputs_is_named():
+    feedback = exercises.check_rescale_backward(lambda dout, x, s: dout * s)
+    assert feedback.kinds == ["arity"]
+    assert "expected 2: (dx, ds)" in str(feedback)
+
+
+def test_a_wrong_answer_reports_the_failed_gradient_check():
+    feedback = exercises.check_sigmoid_backward(sigmoid_from_x)
+    assert "gradient check" in str(feedback) and "(fail)" in str(feedback)
+
+
+def test_a_right_answer_that_writes_into_its_input_is_still_wrong():
+    feedback = exercises.check_relu_backward(relu_in_place)
+    assert feedback.kinds == ["in_place"]
+
+
+def test_unknown_exercise_and_non_function_are_refused():
+    with pytest.raises(ValueError, match="no_such_backward"):
+        exercises.check("no_such_backward", solutions.relu_backward)
+    with pytest.raises(TypeError, match="check_relu_backward"):
+        exercises.check_relu_backward(None)
+
+
+def test_show_solution_prints_the_answer(capsys):
+    exercises.show_solution("rescale_backward")
+    assert "def rescale_backward" in capsys.readouterr().out
+
+
+# ---- the notebook, run with its blanks empty and with the solutions filled ----------------------
+def _blank_cells(notebook):
+    return [cell for cell in notebook.cells if "blank" in cell.metadata.get("tags", [])]
+
+
+def _run(notebook):
+    import nbclient
+
+    nbclient.NotebookClient(notebook, timeout=300, kernel_name="python3",
+                            resources={"metadata": {"path": str(NOTEBOOK.parent)}}).execute()
+    outputs = [o for cell in notebook.cells if cell.cell_type == "code" for o in cell.get("outputs", [])]
+    assert not [o for o in outputs if o.get("output_type") == "error"]
+    return "".join(o.get("text", "") + o.get("data", {}).get("text/plain", "") for o in outputs)
+
+
+def test_notebook_runs_with_its_blanks_empty(monkeypatch):
+    monkeypatch.setenv("MPLBACKEND", "Agg")
+    notebook = nbformat.read(NOTEBOOK, as_version=4)
+    text = _run(notebook)
+    for name in checks.CASES:
+        assert f"{name}: not yet implemented" in text
+    assert ": correct" not in text
+
+
+def test_notebook_runs_with_the_solutions_filled(monkeypatch):
+    monkeypatch.setenv("MPLBACKEND", "Agg")
+    notebook = nbformat.read(NOTEBOOK, as_version=4)
+    blanks = _blank_cells(notebook)
+    assert sorted(cell.metadata["exercise"] for cell in blanks) == sorted(checks.CASES)
+    for cell in blanks:
+        cell.source = f"from minise.exercises.solutions import {cell.metadata['exercise']}"
+    text = _run(notebook)
+    for name in checks.CASES:
+        assert f"{name}: correct" in text
+    assert "not yet implemented" not in text
