@@ -21,7 +21,7 @@ def _with_helpers(fn, **helpers):
 
 @pytest.mark.parametrize("name", list(checks.CASES))
 def test_the_solutions_pass(name):
-    feedback = exercises.check(name, getattr(solutions, name))
+    feedback = exercises.check(getattr(solutions, name), name)
     assert feedback.status == CORRECT, feedback
     assert "gradient check" in str(feedback) and "matches" in str(feedback)
 
@@ -47,7 +47,7 @@ def _returns_none(*args):
 @pytest.mark.parametrize("name", list(checks.CASES))
 @pytest.mark.parametrize("blank", [_raises, _returns_none], ids=["raises", "returns None"])
 def test_an_empty_blank_is_not_yet_implemented(name, blank):
-    feedback = exercises.check(name, blank)
+    feedback = exercises.check(blank, name)
     assert feedback.status == NOT_YET
     assert str(feedback).startswith(f"{name}: not yet implemented")
 
@@ -56,14 +56,13 @@ def test_a_composite_calling_an_empty_helper_names_it():
     def relu_backward(dout, x):
         raise NotImplementedError
 
-    feedback = exercises.check_excite_backward(_with_helpers(solutions.excite_backward, relu_backward=relu_backward))
+    feedback = exercises.check(_with_helpers(solutions.excite_backward, relu_backward=relu_backward))
     assert feedback.status == NOT_YET
     assert "relu_backward" in str(feedback)
 
 
 def test_a_helper_that_returns_none_makes_the_composite_not_yet_implemented():
-    feedback = exercises.check_se_block_backward(
-        _with_helpers(solutions.se_block_backward, squeeze_backward=_returns_none))
+    feedback = exercises.check(_with_helpers(solutions.se_block_backward, squeeze_backward=_returns_none))
     assert feedback.status == NOT_YET
     assert "squeeze_backward" in str(feedback)
 
@@ -180,15 +179,14 @@ WRONG_ANSWERS = [   # (blank, wrong answer, the finding's kind, a fragment of it
 
 @pytest.mark.parametrize("name, answer, kind, fragment", WRONG_ANSWERS, ids=[w[1].__name__ for w in WRONG_ANSWERS])
 def test_a_typical_wrong_answer_is_named(name, answer, kind, fragment):
-    feedback = exercises.check(name, answer)
+    feedback = exercises.check(answer, name)
     assert feedback.status == WRONG, feedback
     assert kind in feedback.kinds, feedback
     assert fragment in str(feedback)
 
 
 def test_a_composite_points_to_its_wrong_helper():
-    feedback = exercises.check_excite_backward(
-        _with_helpers(solutions.excite_backward, sigmoid_backward=sigmoid_from_x))
+    feedback = exercises.check(_with_helpers(solutions.excite_backward, sigmoid_backward=sigmoid_from_x))
     assert feedback.status == WRONG
     assert feedback.kinds[:2] == ["helper_sigmoid_from_input", "sigmoid_from_input"]
     assert "calls sigmoid_backward" in str(feedback) and "uses x instead of the output" in str(feedback)
@@ -199,33 +197,35 @@ def test_an_error_is_reported_with_its_line_not_a_traceback():
         dx = dout @ W.T                         # (4, 3) @ (5, 3): the shapes do not chain
         return dx, dout.T @ x, dout.sum(axis=0)
 
-    feedback = exercises.check_linear_backward(linear_backward)
+    feedback = exercises.check(linear_backward)
     assert feedback.kinds == ["error"]
     assert "ValueError" in str(feedback) and "dx = dout @ W.T" in str(feedback)
     assert "Traceback" not in str(feedback)
 
 
 def test_the_wrong_number_of_outputs_is_named():
-    feedback = exercises.check_rescale_backward(lambda dout, x, s: dout * s)
+    feedback = exercises.check(lambda dout, x, s: dout * s, "rescale_backward")
     assert feedback.kinds == ["arity"]
     assert "expected 2: (dx, ds)" in str(feedback)
 
 
 def test_a_wrong_answer_reports_the_failed_gradient_check():
-    feedback = exercises.check_sigmoid_backward(sigmoid_from_x)
+    feedback = exercises.check(sigmoid_from_x, "sigmoid_backward")
     assert "gradient check" in str(feedback) and "(fail)" in str(feedback)
 
 
 def test_a_right_answer_that_writes_into_its_input_is_still_wrong():
-    feedback = exercises.check_relu_backward(relu_in_place)
+    feedback = exercises.check(relu_in_place, "relu_backward")
     assert feedback.kinds == ["in_place"]
 
 
-def test_unknown_exercise_and_non_function_are_refused():
+def test_an_unknown_exercise_or_a_non_function_is_refused():
     with pytest.raises(ValueError, match="no_such_backward"):
-        exercises.check("no_such_backward", solutions.relu_backward)
-    with pytest.raises(TypeError, match="check_relu_backward"):
-        exercises.check_relu_backward(None)
+        exercises.check(solutions.relu_backward, "no_such_backward")
+    with pytest.raises(ValueError, match="relu_backward"):      # named after neither: the blanks are listed
+        exercises.check(relu_in_place)
+    with pytest.raises(TypeError, match="squeeze_backward"):   # the message shows the call
+        exercises.check(None)
 
 
 def test_show_solution_prints_the_answer(capsys):

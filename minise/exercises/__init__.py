@@ -5,7 +5,7 @@ function on small float64 arrays, compares what it returns with the library's la
 central differences (``minise.gradcheck``), and says in words what is likely wrong:
 
     >>> from minise import exercises
-    >>> exercises.check_rescale_backward(rescale_backward)
+    >>> exercises.check(rescale_backward)
     rescale_backward: wrong
       ✗ wrong shape returned for ds: expected (N, C, 1, 1) = (2, 6, 1, 1), got (2, 6, 3, 5). ...
 
@@ -29,34 +29,6 @@ from .forward import excite, rescale, se_block, squeeze
 from .grading import Feedback
 
 
-def check_squeeze_backward(fn):
-    return check("squeeze_backward", fn)
-
-
-def check_linear_backward(fn):
-    return check("linear_backward", fn)
-
-
-def check_relu_backward(fn):
-    return check("relu_backward", fn)
-
-
-def check_sigmoid_backward(fn):
-    return check("sigmoid_backward", fn)
-
-
-def check_excite_backward(fn):
-    return check("excite_backward", fn)
-
-
-def check_rescale_backward(fn):
-    return check("rescale_backward", fn)
-
-
-def check_se_block_backward(fn):
-    return check("se_block_backward", fn)
-
-
 def show_solution(name):
     """Print the solution of blank ``name``, e.g. show_solution("rescale_backward")."""
     if name not in CASES:
@@ -64,6 +36,4 @@ def show_solution(name):
     print(inspect.getsource(getattr(solutions, name)))
 
 
-__all__ = ["CASES", "Feedback", "check", "check_excite_backward", "check_linear_backward", "check_relu_backward",
-           "check_rescale_backward", "check_se_block_backward", "check_sigmoid_backward",
-           "check_squeeze_backward", "excite", "rescale", "se_block", "show_solution", "squeeze"]
+__all__ = ["CASES", "Feedback", "check", "excite", "rescale", "se_block", "show_solution", "squeeze"]

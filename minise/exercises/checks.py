@@ -215,27 +215,33 @@ HELPERS = {   # the blanks a composite blank usually calls
 }
 
 
-def check(name, fn):
-    """Grade ``fn`` as the answer to blank ``name`` (a key of CASES). Returns a Feedback.
+def check(fn, exercise=None):
+    """Grade ``fn`` as the answer to blank ``exercise`` (a key of CASES; by default the name
+    ``fn`` was defined with). Returns a Feedback, which prints as the verdict.
 
     Where a composite blank (the excitation, the whole block) is wrong and calls other blanks
     that are themselves wrong or empty, the feedback says which to fix first.
     """
-    if name not in CASES:
-        raise ValueError(f"no exercise named {name!r}; the exercises are {list(CASES)}")
-    feedback = grade(CASES[name](), fn)
+    if not callable(fn):
+        raise TypeError(f"check: pass your function itself, e.g. check(squeeze_backward); "
+                        f"got {type(fn).__name__}")
+    exercise = exercise or getattr(fn, "__name__", None)
+    if exercise not in CASES:
+        raise ValueError(f"check: no exercise named {exercise!r}; the exercises are {list(CASES)} "
+                         f"(name a function differently named: check(fn, 'relu_backward'))")
+    feedback = grade(CASES[exercise](), fn)
     if feedback.status != WRONG:
         return feedback
-    for helper in HELPERS.get(name, ()):
+    for helper in HELPERS.get(exercise, ()):
         helper_fn = _called(fn, helper)
         if helper_fn is None:
             continue
-        result = check(helper, helper_fn)
+        result = check(helper_fn, helper)
         if result.status == NOT_YET:
             feedback.status = NOT_YET
         if not result.passed:
             first = result.findings[0].message
-            feedback.findings.insert(0, Finding(f"helper_{result.kinds[0]}", f"{name} calls {helper}, "
+            feedback.findings.insert(0, Finding(f"helper_{result.kinds[0]}", f"{exercise} calls {helper}, "
                                                 f"which is {result.status} ({first}): fix it first"))
     return feedback
 
