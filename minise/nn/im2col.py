@@ -97,26 +97,3 @@ def col2im(cols, x_shape, kernel_size, stride, padding):
             out[:, :, i:i + sh * Ho:sh, j:j + sw * Wo:sw] += cols[:, i, j].transpose(1, 0, 2, 3)
     return out[:, :, ph:ph + H, pw:pw + W].copy()
 
-
-def conv2d_reference(x, weight, bias, stride, padding):
-    """The textbook convolution as explicit loops: slow, obvious, and the fast path's referee.
-
-    x: (N, C, H, W), weight: (O, C, kh, kw), bias: (O,) or None -> (N, O, Ho, Wo).
-    out[n, o, ho, wo] = b[o] + sum_{c,i,j} w[o, c, i, j] * x_padded[n, c, ho*sh + i, wo*sw + j]
-    """
-    xp = get_array_module(x)
-    N, C, H, W = x.shape
-    O, _, kh, kw = weight.shape
-    (sh, sw), (ph, pw) = stride, padding
-    Ho, Wo = output_size(H, kh, sh, ph), output_size(W, kw, sw, pw)
-    xpad = pad_input(x, padding)
-    out = xp.zeros((N, O, Ho, Wo), dtype=x.dtype)
-    for n in range(N):
-        for o in range(O):
-            for ho in range(Ho):
-                for wo in range(Wo):
-                    patch = xpad[n, :, ho * sh:ho * sh + kh, wo * sw:wo * sw + kw]
-                    out[n, o, ho, wo] = (patch * weight[o]).sum()
-    if bias is not None:
-        out += bias.reshape(1, O, 1, 1)
-    return out

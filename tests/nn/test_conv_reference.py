@@ -6,7 +6,8 @@ from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
 from minise import nn
-from minise.nn.im2col import col2im, conv2d_reference, im2col, output_size, pad_input
+from minise.nn.im2col import col2im, im2col, output_size, pad_input
+from minise.nn.textbook import conv2d_forward as conv2d_reference
 
 FEW = settings(max_examples=20, deadline=None)
 
