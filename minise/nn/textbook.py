@@ -27,7 +27,8 @@ from .im2col import output_size, pad_input
 
 
 def _pair(value):
-    return (value, value) if isinstance(value, int) else tuple(value)
+    """An int or an (h, w) pair -> (h, w)."""
+    return tuple(value) if hasattr(value, "__len__") else (value, value)
 
 
 # ---- Conv2d ---------------------------------------------------------------------------------
