@@ -124,16 +124,24 @@ def _positive_threshold(text):
 
 def run_cases(cases, argv=None):
     """Check each (layer, config, module, x, args) case; print a table; return 0 if all pass."""
-    parser = argparse.ArgumentParser(prog="minise gradcheck", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="minise gradcheck", description="Check every layer's backward pass "
+                                     "against central differences in float64; exit 1 on any failure.",
+                                     epilog="examples:\n  minise gradcheck\n  minise gradcheck --only SEBlock "
+                                            "--threshold 1e-6", formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--threshold", type=_positive_threshold, default=THRESHOLD,
                         help=f"max relative error to pass (default {THRESHOLD:g})")
-    parser.add_argument("--only", default=None, help="check only layers whose name contains this")
+    parser.add_argument("--only", default=None, metavar="NAME",
+                        help="check only the layers whose name contains NAME (any case; default: every layer)")
     options = parser.parse_args(argv)
+    cases = list(cases)
+    if options.only:
+        layers = list(dict.fromkeys(layer for layer, *_ in cases))
+        cases = [case for case in cases if options.only.lower() in case[0].lower()]
+        if not cases:
+            parser.error(f"--only {options.only!r} matches no layer; choose a part of one of {layers}")
     failures, rows = 0, 0
     print(f"{'layer':<18} {'config':<40} {'tensor':<28} {'max rel error':>13}  result")
     for layer, config, module, x, args in cases:
-        if options.only and options.only.lower() not in layer.lower():
-            continue
         result = gradcheck(module, x, *args, threshold=options.threshold)
         for tensor, err in result.errors.items():
             ok = err <= options.threshold

@@ -161,8 +161,73 @@ def test_run_cases_passes_when_all_pass(capsys):
 def test_run_cases_only_filter_and_nothing_checked(capsys):
     cases = _cases(nn.Tanh(), BrokenSigmoid())
     assert minise.gradcheck.run_cases(cases, ["--only", "tanh"]) == 0      # case-insensitive
-    assert minise.gradcheck.run_cases(cases, ["--only", "Conv"]) == 1      # nothing checked is a failure
-    assert _summary_line(capsys.readouterr().out.split("\n\n")[-1])[:2] == (0, 0)
+    capsys.readouterr()
+    with pytest.raises(SystemExit) as info:                                 # nothing to check: said, not run
+        minise.gradcheck.run_cases(cases, ["--only", "Conv"])
+    assert info.value.code == 2
+    captured = capsys.readouterr()
+    assert "--only 'Conv' matches no layer" in captured.err and "'Tanh', 'BrokenSigmoid'" in captured.err
+    assert captured.out == ""
+
+
+def test_gradcheck_only_a_layer_that_does_not_exist():
+    proc = run("-m", "minise.cli", "gradcheck", "--only", "NoSuchLayer")
+    assert proc.returncode == 2 and proc.stdout == ""
+    assert "minise gradcheck: error: --only 'NoSuchLayer' matches no layer" in proc.stderr
+    assert "'SEBlock'" in proc.stderr and "Traceback" not in proc.stderr
+
+
+# ---- help ----------------------------------------------------------------------------------------
+
+def _option_blocks(help_text):
+    """{invocation: its help text} for each option in an argparse help text ('--lr LR': '...')."""
+    blocks, current = {}, None
+    for line in help_text.split("\nexamples:")[0].splitlines():
+        m = re.match(r"^  (-\S.*?)(?:  +(.*))?$", line)
+        if m:
+            current = m.group(1)
+            blocks[current] = m.group(2) or ""
+        elif current and line.startswith("        "):
+            blocks[current] += " " + line.strip()
+        else:
+            current = None
+    return blocks
+
+
+@pytest.mark.parametrize("command", ["train", "evaluate", "ablate", "gradcheck", "summary"])
+def test_help_shows_each_default_once(command):
+    proc = run("-m", "minise.cli", command, "--help")
+    assert proc.returncode == 0, proc.stderr
+    assert "``" not in proc.stdout
+    blocks = _option_blocks(proc.stdout)
+    assert len(blocks) >= 3, proc.stdout
+    for invocation, text in blocks.items():
+        takes_value = " " in invocation.replace(", ", ",") or ", --no-" in invocation
+        assert text.count("default") <= 1, f"{command} {invocation}: {text}"
+        if takes_value and (command, invocation) != ("summary", "--model MODEL"):     # --model is required
+            assert text.count("default") == 1, f"{command} {invocation}: {text}"
+    if command != "summary":
+        examples = proc.stdout.split("\nexamples:\n")
+        assert len(examples) == 2 and f"minise {command}" in examples[1], proc.stdout
+
+
+def test_train_and_ablate_declare_their_shared_options_once():
+    from minise.training.ablate import build_parser as ablate_parser
+    from minise.training.train_command import build_parser as train_parser
+
+    train_options = {a.dest: a for a in train_parser()._actions}
+    shared = [a for a in ablate_parser()._actions if a.dest in train_options and a.dest not in ("help", "out", "epochs")]
+    assert {"lr", "schedule", "device", "threads", "momentum", "batch_size", "data", "data_dir"} <= {a.dest for a in shared}
+    for a in shared:
+        b = train_options[a.dest]
+        assert (a.help, a.choices, a.type, a.default) == (b.help, b.choices, b.type, b.default), a.dest
+
+
+def test_version():
+    from minise import __version__
+
+    proc = run("-m", "minise.cli", "--version")
+    assert proc.returncode == 0 and proc.stdout == f"minise {__version__}\n"
 
 
 @pytest.mark.parametrize("threshold", ["nan", "-1e-6", "0", "tiny"])

@@ -12,9 +12,9 @@ class HelpFormatter(argparse.RawDescriptionHelpFormatter):
     def _get_help_string(self, action):
         text = action.help or ""
         is_flag = action.nargs == 0 and not isinstance(action, argparse.BooleanOptionalAction)
-        if "default" in text or is_flag or not action.option_strings or action.default in (None, argparse.SUPPRESS):
+        if "default" in text or is_flag or not action.option_strings or action.default is argparse.SUPPRESS:
             return text
-        return f"{text} (default: %(default)s)"
+        return f"{text} (default: {'none' if action.default is None else '%(default)s'})"
 
 
 def parser(prog, description, examples):
