@@ -53,6 +53,13 @@ CIFAR100_CLASSES = tuple("""
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
 SPLITS = ("train", "test")
 IMAGE_SHAPE = (3, 32, 32)
+# What a CIFAR source can hold, with room to spare, checked against each file's size as its
+# archive header or the file system states it, before the file is read. A 32x32 RGB image is
+# 3,072 bytes raw and its PNG or JPEG a few KB; the largest official file, CIFAR-100's train
+# pickle of 50,000 images, is 155 MB; either data set has 60,000 images in all.
+MAX_IMAGE_BYTES = 256 * 1024
+MAX_PICKLE_BYTES = 50_000 * 4096
+MAX_SOURCE_BYTES = 60_000 * 8192
 _CACHE_VERSION = "1"  # part of every cache key: bump it when decoding or the cache layout changes
 
 
@@ -261,10 +268,31 @@ def _directory_digest(root, fmt):
     return digest.hexdigest()
 
 
+class _SizeLimit:
+    """Refuses the file that would make a source hold more than CIFAR can (see MAX_*_BYTES)."""
+
+    def __init__(self, fmt, source):
+        self.fmt, self.source, self.total = fmt, source, 0
+
+    def admit(self, name, size):
+        image = PurePosixPath(name).suffix.lower() in IMAGE_SUFFIXES
+        limit = MAX_IMAGE_BYTES if image else MAX_PICKLE_BYTES
+        if size > limit:
+            raise DataError(f"{self.source}: {name} holds {size:,} bytes, more than any {self.fmt.name} "
+                            f"{'image' if image else 'file'} ({limit:,} bytes at most); refusing to read it")
+        self.total += size
+        if self.total > MAX_SOURCE_BYTES:
+            raise DataError(f"{self.source}: its images and data files hold more than {MAX_SOURCE_BYTES:,} "
+                            f"bytes (reached at {name}), more than all of {self.fmt.name}; refusing to read on")
+
+
 def _read_source(fmt, path, progress):
     """Read and decode a source (a directory or an archive file) into a checked Dataset."""
     if path.is_dir():
-        files = {name: (path / name).read_bytes() for name in _directory_files(path, fmt)}
+        limit, names = _SizeLimit(fmt, path), _directory_files(path, fmt)
+        for name in names:
+            limit.admit(name, (path / name).stat().st_size)
+        files = {name: (path / name).read_bytes() for name in names}
     else:
         files = _read_archive(path, fmt)
     by_basename = {PurePosixPath(n).name: n for n in files if PurePosixPath(n).name in fmt.files}
@@ -284,15 +312,18 @@ def _read_source(fmt, path, progress):
 def _read_archive(path, fmt):
     """{member name: bytes} of the wanted regular files of a .zip or a (compressed) tar archive.
 
-    Nothing is extracted to disk, so member names like ``../x`` are harmless.
+    Nothing is extracted to disk, so member names like ``../x`` are harmless. Each member's size
+    is checked from its header before it is decompressed: zipfile and tarfile read no more than
+    the header says.
     """
-    files = {}
+    files, limit = {}, _SizeLimit(fmt, path)
     with open(path, "rb") as f:  # outside the try: a missing or unreadable file is its own error
         try:
             if zipfile.is_zipfile(f):
                 with zipfile.ZipFile(f) as archive:
                     for info in archive.infolist():
                         if not info.is_dir() and _wanted(info.filename, fmt):
+                            limit.admit(info.filename, info.file_size)
                             files[info.filename] = archive.read(info)
             else:
                 f.seek(0)
@@ -300,6 +331,7 @@ def _read_archive(path, fmt):
                 with tarfile.open(fileobj=f, mode="r:*") as archive:
                     for member in archive:
                         if member.isfile() and _wanted(member.name, fmt):
+                            limit.admit(member.name, member.size)
                             files[member.name] = archive.extractfile(member).read()
         except (tarfile.TarError, zipfile.BadZipFile, EOFError, zlib.error, OSError) as err:
             raise DataError(f"{path}: cannot read it as a .tar.gz, .tgz, .tar or .zip archive; "
