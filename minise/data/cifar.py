@@ -295,6 +295,7 @@ def _read_source(fmt, path, progress):
         files = {name: (path / name).read_bytes() for name in names}
     else:
         files = _read_archive(path, fmt)
+    _check_one_layout(fmt, files, path)
     by_basename = {PurePosixPath(n).name: n for n in files if PurePosixPath(n).name in fmt.files}
     images = sorted(n for n in files if PurePosixPath(n).suffix.lower() in IMAGE_SUFFIXES)
     if by_basename:
@@ -307,6 +308,23 @@ def _read_source(fmt, path, progress):
             f"images in train/CLASS/ and test/CLASS/ folders (.png, .jpg, .jpeg)")
     _check(data, path)
     return data
+
+
+def _check_one_layout(fmt, names, source):
+    """Refuse a source that holds the layout in more than one folder: the official files twice, or
+    beside image folders, or two trees of SPLIT/CLASS/ folders, one nested in the other. Merged,
+    they would mix two copies of the data (and a test image could land in train)."""
+    roots = set()
+    for name in names:
+        path = PurePosixPath(name)
+        if path.name in fmt.files:
+            roots.add(path.parent)
+        elif path.suffix.lower() in IMAGE_SUFFIXES and len(path.parts) >= 3 and path.parts[-3] in SPLITS:
+            roots.add(path.parent.parent.parent)   # the folder that holds train/ and test/
+    if len(roots) > 1:
+        listed = ", ".join(str(r) for r in sorted(roots, key=lambda r: (len(r.parts), str(r))))
+        raise DataError(f"{source}: ambiguous: the {fmt.name} files or SPLIT/CLASS/ image folders are in "
+                        f"more than one folder ({listed}); keep one copy, or point the source at one folder")
 
 
 def _read_archive(path, fmt):
@@ -348,13 +366,25 @@ def _parse_official(fmt, files, by_basename, source):
     if fmt.names_key not in meta:
         raise DataError(f"{source}: {by_basename[fmt.meta]} has no '{fmt.names_key}' "
                         f"(found {sorted(map(str, meta))})")
-    classes = tuple(str(c) for c in meta[fmt.names_key])
+    classes = _class_names(fmt, meta[fmt.names_key], f"{source}: {by_basename[fmt.meta]}")
     splits = []
     for names in (fmt.train, fmt.test):
         parts = [_official_batch(fmt, files[by_basename[n]], f"{source}: {by_basename[n]}", len(classes))
                  for n in names]
         splits += [np.concatenate([x for x, _ in parts]), np.concatenate([y for _, y in parts])]
     return Dataset(*splits, classes)
+
+
+def _class_names(fmt, names, where):
+    """The class names of a meta file as a tuple of str (Python 3 pickles hold bytes), as many as
+    the data set has classes."""
+    if isinstance(names, (str, bytes)) or not all(isinstance(n, (str, bytes)) for n in names):
+        raise DataError(f"{where}: '{fmt.names_key}' must be a list of strings, found {names!r:.80}")
+    classes = tuple(n.decode("utf-8", "replace") if isinstance(n, bytes) else str(n) for n in names)
+    if len(classes) != len(fmt.classes):
+        raise DataError(f"{where}: '{fmt.names_key}' holds {len(classes)} class names; "
+                        f"{fmt.name} has {len(fmt.classes)}")
+    return classes
 
 
 def _official_batch(fmt, raw, where, num_classes):
@@ -433,6 +463,12 @@ def _parse_image_folders(fmt, files, images, source, progress):
     for split in SPLITS:
         if not items[split]:
             raise DataError(f"{source}: no images under {split}/; expected {split}/CLASS/*.png|jpg|jpeg")
+        present = {label for _, label in items[split]}
+        missing = [name for label, name in enumerate(fmt.classes) if label not in present]
+        if missing:
+            shown = ", ".join(missing[:10]) + (f" and {len(missing) - 10} more" if len(missing) > 10 else "")
+            raise DataError(f"{source}: no images of {shown} under {split}/; {fmt.name} image folders "
+                            f"hold all {len(fmt.classes)} classes, in train/ and in test/")
     arrays = []
     with tqdm(total=len(images), desc=f"decoding {source.name}", unit="img", disable=not progress) as bar:
         for split in SPLITS:

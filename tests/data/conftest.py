@@ -155,8 +155,9 @@ def png_bytes(pixels):
 
 @pytest.fixture
 def png_folder():
-    """Factory: {name: PNG bytes} for random 32x32 RGB images, n per (split, class)."""
-    def make(classes=("cat", "truck"), n=3, seed=0):
+    """Factory: {name: PNG bytes} for random 32x32 RGB images, n per (split, class); every
+    CIFAR-10 class by default, as a source needs them all."""
+    def make(classes=CIFAR10_CLASSES, n=3, seed=0):
         rng = np.random.default_rng(seed)
         return {f"{split}/{cls}/{i:04d}.png": png_bytes(rng.integers(0, 256, (32, 32, 3), dtype=np.uint8))
                 for split in ("train", "test") for cls in classes for i in range(n)}

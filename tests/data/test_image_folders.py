@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from minise.data import CIFAR100_CLASSES, DataError, load_cifar10, load_cifar100
+from minise.data import CIFAR10_CLASSES, CIFAR100_CLASSES, DataError, load_cifar10, load_cifar100
 
 
 def decoded(png):
@@ -21,18 +21,18 @@ def no_cache(tmp_path):
 
 
 def test_labels_are_indices_in_the_cifar10_class_list(png_folder, tmp_path, write):
-    # Only two of the ten classes: their labels must still be 3 and 9, not 0 and 1.
-    members = png_folder(classes=("truck", "cat"), n=4)
+    members = png_folder(n=2)
     data = load(write.tree(tmp_path / "src", members), tmp_path)
-    assert data.y_train.tolist() == [3] * 4 + [9] * 4 and data.y_test.tolist() == [3] * 4 + [9] * 4
     train = sorted(name for name in members if name.startswith("train/"))
+    assert data.y_train.tolist() == [CIFAR10_CLASSES.index(name.split("/")[1]) for name in train]
+    assert data.y_test.tolist() == [label for label in range(10) for _ in range(2)]
     for i, name in enumerate(train):  # PNG is lossless: pixels survive exactly
         np.testing.assert_array_equal(data.x_train[i], decoded(members[name]))
     assert data.x_train.dtype == np.uint8 and data.y_train.dtype == np.int64
 
 
 def test_zip_and_tgz_sources(png_folder, tmp_path, write):
-    members = png_folder(classes=("airplane", "ship"), n=2)
+    members = png_folder(n=1)
     members["README.txt"] = b"files that are not images are ignored"
     members["train/ship/notes.md"] = b"also ignored"
     members["__MACOSX/train/ship/._0000.png"] = b"macOS resource fork, not a PNG"
@@ -41,17 +41,17 @@ def test_zip_and_tgz_sources(png_folder, tmp_path, write):
         data = load(source, tmp_path)
         for got, want in zip(data[:4], reference[:4]):
             np.testing.assert_array_equal(got, want)
-    assert reference.y_train.tolist() == [0, 0, 8, 8]
+    assert reference.y_train.tolist() == list(range(10))
 
 
 def test_jpeg_extensions_any_case(tmp_path, write):
     rgb = np.full((32, 32, 3), 200, np.uint8)
     buf = io.BytesIO()
     Image.fromarray(rgb).save(buf, format="JPEG", quality=100)
-    members = {"train/dog/a.JPG": buf.getvalue(), "train/dog/b.jpeg": buf.getvalue(),
-               "test/dog/c.jpg": buf.getvalue()}
+    members = {f"{split}/{cls}/{name}": buf.getvalue() for cls in CIFAR10_CLASSES
+               for split, name in (("train", "a.JPG"), ("train", "b.jpeg"), ("test", "c.jpg"))}
     data = load(write.tree(tmp_path / "src", members), tmp_path)
-    assert len(data.x_train) == 2 and len(data.x_test) == 1
+    assert len(data.x_train) == 20 and len(data.x_test) == 10
     assert np.abs(data.x_test.astype(int) - 200).max() <= 2  # JPEG is lossy, barely at q=100
 
 
@@ -105,11 +105,30 @@ def test_layout_errors(png_folder, tmp_path, write):
 def test_cifar100_image_folders(tmp_path, write):
     pixels = np.arange(32 * 32 * 3, dtype=np.uint32).reshape(32, 32, 3).astype(np.uint8)
     png = write.png(pixels)
-    members = {f"{split}/{cls}/0.png": png for split in ("train", "test") for cls in ("worm", "apple", "bee")}
+    members = {f"{split}/{cls}/0.png": png for split in ("train", "test") for cls in CIFAR100_CLASSES}
     data = load(write.tree(tmp_path / "src", members), tmp_path, load_cifar100)
     assert data.classes == CIFAR100_CLASSES
-    assert data.y_train.tolist() == [0, CIFAR100_CLASSES.index("bee"), 99]  # sorted paths: apple, bee, worm
-    np.testing.assert_array_equal(data.x_test[2], pixels.transpose(2, 0, 1))
+    assert data.y_train.tolist() == list(range(100)) == data.y_test.tolist()
+    np.testing.assert_array_equal(data.x_test[99], pixels.transpose(2, 0, 1))
     with pytest.raises(DataError, match="unknown cifar100 class folder"):
         load(write.tree(tmp_path / "ten", {"train/airplane/0.png": png, "test/airplane/0.png": png}),
              tmp_path, load_cifar100)
+
+
+@pytest.mark.parametrize("missing", ["test/cat/", "train/truck/"])
+def test_a_missing_class_folder_is_named(png_folder, tmp_path, write, missing):
+    members = {name: data for name, data in png_folder(n=1).items() if not name.startswith(missing)}
+    split, cls = missing.strip("/").split("/")
+    with pytest.raises(DataError, match=rf"no images of {cls} under {split}/"):
+        load(write.tree(tmp_path / "src", members), tmp_path)
+    assert no_cache(tmp_path)
+
+
+def test_two_nested_trees_are_ambiguous(png_folder, tmp_path, write):
+    members = png_folder(n=1)
+    nested = {**{f"cifar10/{name}": data for name, data in members.items()},
+              **{f"cifar10/old/{name}": data for name, data in members.items()}}
+    with pytest.raises(DataError, match=r"ambiguous.*cifar10, cifar10/old"):
+        load(write.zip(tmp_path / "src.zip", nested), tmp_path)
+    assert no_cache(tmp_path)
+

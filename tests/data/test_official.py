@@ -250,3 +250,47 @@ def test_class_constants():
                                "ship", "truck")
     assert len(set(CIFAR100_CLASSES)) == 100 and list(CIFAR100_CLASSES) == sorted(CIFAR100_CLASSES)
     assert CIFAR100_CLASSES[:3] == ("apple", "aquarium_fish", "baby") and CIFAR100_CLASSES[-1] == "worm"
+
+
+def read_members(path):
+    """{name: bytes} of the files of a tar archive."""
+    with tarfile.open(path) as tar:
+        return {m.name: tar.extractfile(m).read() for m in tar if m.isfile()}
+
+
+@pytest.mark.parametrize("protocol", [2, pickle.HIGHEST_PROTOCOL])
+def test_class_names_pickled_as_bytes_are_decoded(official_archive, tmp_path, write, protocol):
+    path, _, expected = official_archive()
+    members = read_members(path)
+    members["cifar-10-batches-py/batches.meta"] = pickle.dumps(
+        {"label_names": [name.encode() for name in CIFAR10_CLASSES]}, protocol=protocol)
+    data = load_cifar10(write.tar(tmp_path / "bytes.tar.gz", members), data_dir=tmp_path / "cache", progress=False)
+    assert data.classes == CIFAR10_CLASSES
+    assert_dataset(data, expected)
+
+
+@pytest.mark.parametrize("names, fragment", [
+    (list(CIFAR10_CLASSES) + ["sofa", "lamp"], r"batches.meta.*12 class names.*10"),
+    (list(CIFAR10_CLASSES[:9]), r"batches.meta.*9 class names.*10"),
+    (list(range(10)), r"batches.meta.*'label_names'.*strings"),
+])
+def test_meta_file_with_the_wrong_class_names(official_archive, tmp_path, write, names, fragment):
+    path, _, _ = official_archive()
+    members = read_members(path)
+    members["cifar-10-batches-py/batches.meta"] = pickle.dumps({"label_names": names}, protocol=2)
+    with pytest.raises(DataError, match=fragment):
+        load_cifar10(write.tar(tmp_path / "meta.tar.gz", members), data_dir=tmp_path / "cache", progress=False)
+    assert list((tmp_path / "cache").glob("*.npz")) == []
+
+
+def test_two_copies_of_the_official_files_are_ambiguous(official_archive, png_folder, tmp_path, write):
+    path, _, _ = official_archive()
+    members = read_members(path)
+    twice = {**members, **{f"backup/{name}": data for name, data in members.items()}}
+    with pytest.raises(DataError, match=r"ambiguous.*cifar-10-batches-py, backup/cifar-10-batches-py"):
+        load_cifar10(write.tree(tmp_path / "twice", twice), data_dir=tmp_path / "cache", progress=False)
+    with_images = {**members, **{f"images/{name}": data for name, data in png_folder(n=1).items()}}
+    with pytest.raises(DataError, match=r"ambiguous.*cifar-10-batches-py.*images"):
+        load_cifar10(write.tar(tmp_path / "both.tar.gz", with_images), data_dir=tmp_path / "cache",
+                     progress=False)
+
