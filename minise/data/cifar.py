@@ -5,9 +5,13 @@ A source is one of
 * ``"download"``: the official python archive, downloaded once into the cache folder;
 * the official python archive (``cifar-10-python.tar.gz``) or its extracted folder
   (``cifar-10-batches-py/``): pickled uint8 arrays;
-* image folders ``train/CLASS/*.png|jpg|jpeg`` and ``test/CLASS/...``, as a directory, a
-  ``.tar.gz``/``.tgz`` or a ``.zip``, decoded with Pillow. The label of an image is the index of
-  its folder name in the data set's own class list (CIFAR-10 order is not alphabetical).
+* image folders ``train/CLASS/*.png|jpg|jpeg`` and ``test/CLASS/...``, one folder for every class
+  of the data set in each split, as a directory, a ``.tar.gz``/``.tgz`` or a ``.zip``, decoded
+  with Pillow. The label of an image is the index of its folder name in the data set's own class
+  list.
+
+A source holds one copy of the data: the layout found in two folders is refused as ambiguous.
+Each file's size is checked against what CIFAR can hold before it is read (``MAX_*_BYTES``).
 
 Decoding 60,000 JPEGs takes seconds, so the arrays are cached in an uncompressed ``.npz`` whose
 name holds a checksum of the source: a second load only reads that file, and an edited source
