@@ -435,3 +435,48 @@ def test_ctrl_c_keeps_the_finished_runs(tmp_path, monkeypatch, fake_train):
     assert rc == 130 and "interrupted" in stderr
     assert [r["name"] for r in read_csv(tmp_path / "runs.csv")] == [f"{SE}-seed0"]
     assert not (tmp_path / "runs" / "se_resnet20-r16-h4-max-sigmoid-standard-s123-seed0").exists()
+
+
+# ---- processes sharing --out, and result.json that lacks what the tables need --------------------
+
+def test_two_processes_sharing_out_train_each_run_once(data_args, tmp_path):
+    """The same grid started twice at once, as real processes: each run is trained by one of them
+    (its lock), the other skips it; the tables hold both runs."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[2]
+    env = dict(os.environ, PYTHONPATH=str(root), MINISE_NUM_THREADS="1", OMP_NUM_THREADS="1",
+               OPENBLAS_NUM_THREADS="1", XDG_CACHE_HOME=str(tmp_path / "xdg"))
+    argv = [sys.executable, "-m", "minise.cli", "ablate", "--set", "model=resnet20,se_resnet20", "--seeds", "0",
+            *TINY, *data_args, "--train-subset", "50", "--test-subset", "50", "--out", str(tmp_path / "out")]
+    procs = [subprocess.Popen(argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+             for _ in range(2)]
+    outputs = [p.communicate(timeout=300) for p in procs]
+    assert [p.returncode for p in procs] == [0, 0], outputs
+    trained = [line.split("]")[1].split(":")[0].strip() for out, _ in outputs for line in out.splitlines()
+               if DONE.match(line)]
+    assert sorted(trained) == sorted(["resnet20-seed0", f"{SE}-seed0"]), outputs
+    assert sorted(r["name"] for r in read_csv(tmp_path / "out" / "runs.csv")) == sorted(trained)
+
+
+@pytest.mark.parametrize("change, message", [
+    (lambda r: r.pop("status"), "lacks ['status']"),
+    (lambda r: r.pop("final_acc"), "lacks ['final_acc']"),
+    (lambda r: r.update(config="se_resnet20"), "config (str, expected dict)"),
+    (lambda r: r.update(status="done"), "status 'done'"),
+])
+def test_result_json_without_what_the_tables_need(tiny_grid, tmp_path, fake_train, change, message):
+    assert tiny_grid.rc == 0, tiny_grid.stderr
+    argv = copy_of(tiny_grid, tmp_path / "out")
+    path = tmp_path / "out" / "runs" / "resnet20-seed0" / "result.json"
+    result = json.loads(path.read_text())
+    change(result)
+    path.write_text(json.dumps(result))
+    for command in (argv, ["--summarize", "--out", str(tmp_path / "out")]):
+        rc, _, stderr = ablate(command)
+        assert rc == 1 and stderr.startswith(f"minise ablate: error: {path} ") and message in stderr, stderr
+        assert stderr.count("\n") == 1 and "delete it" in stderr
+    assert fake_train == []
