@@ -31,7 +31,7 @@ def atomic_open(path, mode="wb", **kwargs):
         os.replace(tmp, path)
     except OSError as err:
         _remove(tmp)
-        if err.filename is None or err.filename == tmp:
+        if err.errno is not None and err.filename in (None, tmp):   # the OS's, writing tmp; not the caller's
             raise OSError(err.errno, f"could not write {os.fspath(path)}: {err.strerror}") from err
         raise
     except BaseException:           # KeyboardInterrupt too: never leave the temporary file behind

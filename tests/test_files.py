@@ -21,11 +21,15 @@ def test_writes_the_file_readable_by_others(tmp_path):
     assert sorted(p.name for p in path.parent.iterdir()) == ["out.txt"]
 
 
-@pytest.mark.parametrize("error", [ValueError, KeyboardInterrupt])
+class SourceError(OSError):
+    """An error of the writer's own, such as a download that stopped: not one of writing the file."""
+
+
+@pytest.mark.parametrize("error", [ValueError, KeyboardInterrupt, SourceError])
 def test_an_error_keeps_the_old_file_and_no_temporary(tmp_path, error):
     path = tmp_path / "out.bin"
     path.write_bytes(b"old")
-    with pytest.raises(error):
+    with pytest.raises(error, match="stop"):       # the writer's error comes through as it was
         with atomic_open(path) as f:
             f.write(b"half of the new")
             raise error("stop")
