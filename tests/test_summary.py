@@ -122,7 +122,7 @@ def test_float64_model_with_dtype():
 
 
 def test_unknown_column():
-    with pytest.raises(ValueError, match=r"unknown column\(s\) \['flops'\]"):
+    with pytest.raises(ValueError, match="'flops'"):
         summary(nn.ReLU(), (1, 3), col_names=("input_size", "flops"), verbose=False)
 
 

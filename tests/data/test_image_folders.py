@@ -94,7 +94,7 @@ def test_layout_errors(png_folder, tmp_path, write):
     only_train = {k: v for k, v in members.items() if k.startswith("train/")}
     with pytest.raises(DataError, match="no images under test/"):
         load(write.tree(tmp_path / "a", only_train), tmp_path)
-    with pytest.raises(DataError, match="not in a SPLIT/CLASS/ folder"):
+    with pytest.raises(DataError, match=r"val/cat/x\.png.*SPLIT/CLASS"):
         extra = {"val/cat/x.png": members["train/cat/0000.png"]}
         load(write.tree(tmp_path / "b", {**members, **extra}), tmp_path)
     with pytest.raises(DataError, match="found neither"):
@@ -110,7 +110,7 @@ def test_cifar100_image_folders(tmp_path, write):
     assert data.classes == CIFAR100_CLASSES
     assert data.y_train.tolist() == list(range(100)) == data.y_test.tolist()
     np.testing.assert_array_equal(data.x_test[99], pixels.transpose(2, 0, 1))
-    with pytest.raises(DataError, match="unknown cifar100 class folder"):
+    with pytest.raises(DataError, match=r"cifar100.*airplane"):
         load(write.tree(tmp_path / "ten", {"train/airplane/0.png": png, "test/airplane/0.png": png}),
              tmp_path, load_cifar100)
 

@@ -43,15 +43,15 @@ def test_subset_reproducible_and_seed_dependent():
 
 def test_subset_errors():
     x, y = labelled()
-    with pytest.raises(ValueError, match=r"multiple of the number of classes \(3\).*n=31"):
+    with pytest.raises(ValueError, match=r"\(3\).*n=31"):
         subset(x, y, 31)
-    with pytest.raises(ValueError, match="class 1 has 25 examples, fewer than the 26"):
+    with pytest.raises(ValueError, match=r"class 1\b.*\b25\b.*\b26\b"):
         subset(x, y, 78)
-    with pytest.raises(ValueError, match="positive multiple"):
+    with pytest.raises(ValueError, match=r"positive.*n=0"):
         subset(x, y, 0)
-    with pytest.raises(ValueError, match="x has 94 examples but y has 95"):
+    with pytest.raises(ValueError, match=r"\b94\b.*\b95\b"):
         subset(x[1:], y, 30)
-    with pytest.raises(ValueError, match="class 3 has 0 examples"):
+    with pytest.raises(ValueError, match=r"class 3\b.*\b0\b"):
         subset(x, y, 40, num_classes=4)
 
 
@@ -89,7 +89,7 @@ def test_no_shuffle_keeps_order_and_checks_early():
     assert [b.tolist() for _, b in iterate_batches(x, y, 3, shuffle=False)] == [[0, 1, 2], [3, 4, 5], [6]]
     with pytest.raises(ValueError, match="batch_size"):
         iterate_batches(x, y, 0)  # raised at the call, before any next()
-    with pytest.raises(ValueError, match="7 examples but y has 6"):
+    with pytest.raises(ValueError, match=r"\b7\b.*\b6\b"):
         iterate_batches(x, y[:6], 2)
 
 

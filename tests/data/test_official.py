@@ -235,7 +235,7 @@ def test_pickles_cannot_run_code(official_archive, tmp_path, write):
         members = {m.name: tar.extractfile(m).read() for m in tar if m.isfile()}
     members["cifar-10-batches-py/batches.meta"] = pickle.dumps({"label_names": Evil()}, protocol=2)
     evil = write.tar(tmp_path / "evil.tar.gz", members)
-    with pytest.raises(DataError, match=r"refusing to load io.open: not part of an array"):
+    with pytest.raises(DataError, match=r"io\.open"):
         load_cifar10(evil, data_dir=tmp_path / "cache", progress=False)
     assert not marker.exists()
 

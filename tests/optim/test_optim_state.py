@@ -206,7 +206,7 @@ def test_load_state_dict_mismatches_raise_and_change_nothing():
     sd = opt.state_dict()
 
     fewer = SGD(params[:2], lr=0.2, momentum=0.9)
-    with pytest.raises(ValueError, match="group 0 has 3 parameter"):
+    with pytest.raises(ValueError, match=r"group 0\b.*\b3\b"):
         fewer.load_state_dict(sd)
     assert fewer.state == {} and fewer.param_groups[0]["lr"] == 0.2
 
@@ -334,7 +334,7 @@ def test_bad_arguments_raise_value_error(make, match):
 
 @pytest.mark.parametrize("make, match", [
     (lambda ps: SGD(ps[0], lr=0.1), "iterable"),
-    (lambda ps: SGD([ps[0].data], lr=0.1), "can only optimise Parameters"),
+    (lambda ps: SGD([ps[0].data], lr=0.1), r"Parameters.*ndarray"),
     (lambda ps: SGD(set(ps), lr=0.1), "ordered"),
     (lambda ps: SGD(ps, lr="0.1"), "real number"),
     (lambda ps: Adam(ps, lr=None), "real number"),

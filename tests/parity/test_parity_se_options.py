@@ -19,13 +19,13 @@ def test_se_options_match_pytorch(options, parity, gen):
 
 
 def test_se_option_errors_name_the_choices():
-    with pytest.raises(ValueError, match=r"squeeze must be one of \['avg', 'max'\], got 'min'"):
+    with pytest.raises(ValueError, match=r"squeeze.*'avg'.*'min'"):
         nn.SEBlock(8, 2, squeeze="min")
-    with pytest.raises(ValueError, match=r"excitation must be one of \['sigmoid', 'tanh', 'relu'\], got 'gelu'"):
+    with pytest.raises(ValueError, match=r"excitation.*'sigmoid'.*'gelu'"):
         nn.SEBlock(8, 2, excitation="gelu")
-    with pytest.raises(TypeError, match=r"bias must be a pair of bools"):
+    with pytest.raises(TypeError, match=r"bias.*bools.*True"):
         nn.SEBlock(8, 2, bias=True)
-    with pytest.raises(ValueError, match=r"only the global output size"):
+    with pytest.raises(ValueError, match=r"\(1, 1\).*got 2"):
         nn.AdaptiveMaxPool2d(2)
 
 
