@@ -148,7 +148,7 @@ def test_parse_set_errors(text, message):
 
 
 def test_set_key_twice():
-    with pytest.raises(ValueError, match="--set lr is given twice"):
+    with pytest.raises(ValueError, match=r"--set lr\b.*twice"):
         set_grid(["lr=0.1", "lr=0.2"])
 
 

@@ -84,15 +84,15 @@ def test_non_finite_loss_raises():
     (x, y), = _batches(1)
     with np.errstate(invalid="ignore"):
         step(x * np.float32("nan"), y)
-    with pytest.raises(FloatingPointError, match=r"loss is nan \(non-finite\) after 8 images"):
+    with pytest.raises(FloatingPointError, match=r"\bnan\b.*\b8 images"):
         step.totals()
 
 
 @pytest.mark.parametrize("change, expected", [
-    (lambda x, y: (x[:4], y[:4]), r"expected x as cpu float32 \(8, 3, 8, 8\), got cpu float32 \(4, 3, 8, 8\)"),
-    (lambda x, y: (x.astype(np.float64), y), r"expected x as cpu float32 .* got cpu float64"),
-    (lambda x, y: (x, y.astype(np.int32)), r"expected y as cpu int64 \(8,\), got cpu int32 \(8,\)"),
-    (lambda x, y: (x.tolist(), y), r"expected x as .* got list"),
+    (lambda x, y: (x[:4], y[:4]), r"\bx\b.*\(8, 3, 8, 8\).*\(4, 3, 8, 8\)"),
+    (lambda x, y: (x.astype(np.float64), y), r"\bx\b.*float32.*float64"),
+    (lambda x, y: (x, y.astype(np.int32)), r"\by\b.*int64.*int32"),
+    (lambda x, y: (x.tolist(), y), r"\bx\b.*list"),
 ])
 def test_every_batch_must_be_like_the_first(change, expected):
     model, optimizer, _ = _setup()
@@ -108,9 +108,9 @@ def test_every_batch_must_be_like_the_first(change, expected):
 
 def test_graph_needs_a_capturable_optimizer():
     model = se_resnet20()
-    with pytest.raises(ValueError, match="Adam cannot be recorded as a CUDA graph"):
+    with pytest.raises(ValueError, match=r"Adam\b.*CUDA graph"):
         TrainStep(model, Adam(model.parameters()), graph=True)
-    with pytest.raises(ValueError, match="Adam.step\\(\\) reads host values"):
+    with pytest.raises(ValueError, match=r"Adam\.step\(\).*host"):
         Adam(model.parameters()).keep_on_device(np, np.float32)
 
 
@@ -118,5 +118,5 @@ def test_graph_without_cupy_says_how_to_install():
     if importlib.util.find_spec("cupy") is not None:
         pytest.skip("CuPy is installed: tests/gpu covers graph=True")
     model = se_resnet20()
-    with pytest.raises(RuntimeError, match=r"CUDA graphs need CuPy, which is not installed: install the GPU extra"):
+    with pytest.raises(RuntimeError, match=r"CuPy.*GPU extra"):
         TrainStep(model, SGD(model.parameters(), lr=0.1), graph=True)

@@ -302,7 +302,7 @@ def test_main_non_finite_loss_returns_1(data_args, tmp_path, capsys):
 # ---- bad settings --------------------------------------------------------------------------------
 
 def test_unknown_model(make_config, tmp_path, capsys):
-    with pytest.raises(ValueError, match="unknown model 'resnet21'") as info:
+    with pytest.raises(ValueError, match="'resnet21'") as info:
         train(make_config(tmp_path / "run", model="resnet21"), progress=False)
     assert "se_resnet20" in str(info.value)
     with pytest.raises(SystemExit) as exit_info:
@@ -342,7 +342,7 @@ def test_bad_numbers_on_the_command_line(data_args, tmp_path, capsys):
 
 
 def test_batch_larger_than_training_subset(make_config, data_args, tmp_path, capsys):
-    with pytest.raises(ValueError, match="batch size 200 is larger than the 100 training images"):
+    with pytest.raises(ValueError, match=r"batch size\b.*\b200\b.*\b100\b"):
         train(make_config(tmp_path / "run", batch_size=200), progress=False)
     rc = main([*data_args, "--out", str(tmp_path / "cli"), "--train-subset", "100", "--batch-size", "200",
                "--no-progress"])
@@ -373,9 +373,9 @@ def test_se_options_reach_the_model():
     se = model.layer3[0].se_block
     assert (model.layer3[0].placement, se.squeeze_op, se.excitation_op, se.hidden) == ("identity", "max", "tanh", 4)
     assert build_model(TrainConfig(model="resnet56")).depth == 56
-    with pytest.raises(ValueError, match=r"unknown placement 'inside'"):
+    with pytest.raises(ValueError, match=r"placement.*'inside'"):
         build_model(TrainConfig(placement="inside"))
-    with pytest.raises(ValueError, match=r"se_stages must be drawn from 1, 2, 3"):
+    with pytest.raises(ValueError, match=r"se_stages.*1, 2, 3"):
         build_model(TrainConfig(se_stages=(0,)))
 
 
