@@ -33,8 +33,9 @@ def build_model(text):
     """The Module that ``text`` describes. Raises ModelSpecError (a ValueError) naming the fault."""
     if not isinstance(text, str) or len(text) > MAX_LENGTH:
         raise ModelSpecError(f"expected a layer or model call of at most {MAX_LENGTH} characters")
+    text = text.strip()
     try:
-        tree = ast.parse(text.strip(), mode="eval").body
+        tree = ast.parse(text, mode="eval").body
     except (SyntaxError, ValueError) as err:   # ValueError: an int literal of too many digits
         raise ModelSpecError(f"not valid syntax ({err.msg if isinstance(err, SyntaxError) else err})") from None
     if isinstance(tree, ast.Call):
@@ -47,8 +48,8 @@ def build_model(text):
                              f"optionally called with literal arguments; known names: {', '.join(sorted(known))}")
     if any(k.arg is None for k in keywords):
         raise ModelSpecError("**keyword unpacking is not allowed; write each argument out")
-    positional = [_literal(a) for a in args]
-    named = {k.arg: _literal(k.value) for k in keywords}
+    positional = [_literal(a, text) for a in args]
+    named = {k.arg: _literal(k.value, text) for k in keywords}
     try:
         model = known[name.id](*positional, **named)
     except (TypeError, ValueError, MemoryError) as err:
@@ -56,8 +57,8 @@ def build_model(text):
     return model
 
 
-def _literal(node, depth=0):
-    """The value of a literal argument node; ModelSpecError for anything else."""
+def _literal(node, text, depth=0):
+    """The value of a literal argument node of ``text``; ModelSpecError for anything else."""
     if isinstance(node, ast.Constant) and isinstance(node.value, _ATOMS):
         return node.value
     if (isinstance(node, ast.UnaryOp) and isinstance(node.op, (ast.USub, ast.UAdd))
@@ -65,9 +66,9 @@ def _literal(node, depth=0):
         value = node.operand.value
         return -value if isinstance(node.op, ast.USub) else value
     if isinstance(node, (ast.Tuple, ast.List)) and depth < 2:
-        items = [_literal(item, depth + 1) for item in node.elts]
+        items = [_literal(item, text, depth + 1) for item in node.elts]
         return tuple(items) if isinstance(node, ast.Tuple) else items
-    raise ModelSpecError(f"argument {ast.unparse(node)[:60]!r} is not a literal; arguments must be ints, "
+    raise ModelSpecError(f"argument {ast.get_source_segment(text, node)[:60]!r} is not a literal; arguments must be ints, "
                          "floats, strings, bools, None, or tuples or lists of these")
 
 

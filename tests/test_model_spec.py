@@ -22,6 +22,8 @@ def test_layer_call_with_keywords_and_tuples():
     ("Linear(4, 2j)", "not a literal"),
     ("Linear(4, -True)", "not a literal"),
     ("Unflatten(1, ((((4,),),),))", "not a literal"),
+    ("Linear(" + "-" * 480 + "1, 2)", "not a literal"),           # deeper than ast.unparse can recurse
+    ("Linear(4, 2) if True else None", "known names"),
     ("SEBlock(64)", "SEBlock: TypeError"),
     ("SEBlock(64, 0)", "reduction_ratio"),
     ("Linear(" + "9" * 5000 + ", 2)", "at most 500 characters"),
