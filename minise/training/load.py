@@ -38,7 +38,8 @@ def read_checkpoint(path):
                               "know: it was written by another (newer?) minise; use that version")
     epoch = meta.get("epoch")
     if isinstance(epoch, bool) or not isinstance(epoch, numbers.Integral) or epoch < 0:
-        raise CheckpointError(f"checkpoint '{path}' has epoch {epoch!r}, expected a whole number >= 0")
+        found = "no 'epoch' entry" if epoch is None else f"epoch {epoch!r}"
+        raise CheckpointError(f"checkpoint '{path}' has {found}, expected a whole number >= 0")
     if not isinstance(meta.get("metrics", []), list):
         raise CheckpointError(f"checkpoint '{path}' has metrics of type {type(meta['metrics']).__name__}, "
                               "expected a list of per-epoch rows")

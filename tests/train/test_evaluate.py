@@ -1,5 +1,7 @@
 """``minise evaluate``: accuracy per class, the confusion matrix, and the PyTorch export of a
 checkpoint from the smoke run."""
+import json
+import os
 import re
 import shutil
 
@@ -155,3 +157,126 @@ def test_corrupt_checkpoint(checkpoint, tmp_path, capsys):
 def test_missing_checkpoint(tmp_path, capsys):
     assert main([str(tmp_path / "nowhere.npz")]) == 1
     assert "does not exist" in capsys.readouterr().err
+
+
+# ---- checkpoints that cannot be evaluated: one line, before the evaluation ------------------------
+
+def run_cli(*args, cwd, prelude=""):
+    """``minise`` in a real subprocess; ``prelude``: Python run first (e.g. hiding torch)."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[2]
+    env = dict(os.environ, PYTHONPATH=str(root), MINISE_NUM_THREADS="1", OMP_NUM_THREADS="1")
+    code = f"import sys\n{prelude}\nfrom minise.cli import main\nsys.exit(main(sys.argv[1:]))"
+    return subprocess.run([sys.executable, "-c", code, *map(str, args)], cwd=cwd, env=env, capture_output=True,
+                          text=True, timeout=300)
+
+
+def rewritten(checkpoint, path, model=None, **meta_changes):
+    """A copy of ``checkpoint`` with its meta changed (None deletes a key) or other weights."""
+    from minise.checkpoint import save_checkpoint
+
+    model_state, optim_state, meta = load_checkpoint(checkpoint)
+    meta = {**meta, **meta_changes}
+    meta = {k: v for k, v in meta.items() if v is not None}
+    save_checkpoint(path, model or model_state, optim_state, **meta)
+    return path
+
+
+@pytest.mark.parametrize("change, message", [
+    (lambda meta: {"config": {**meta["config"], "warmup_epochs": 5}}, "settings ['warmup_epochs'] that minise"),
+    (lambda meta: {"config": json.dumps(meta["config"])}, "its 'config' is str"),
+    (lambda meta: {"epoch": None}, "no 'epoch'"),
+    (lambda meta: {"config": {**meta["config"], "model": "resnet21"}}, "unknown model 'resnet21'"),
+])
+def test_bad_settings_in_a_checkpoint(checkpoint, tmp_path, change, message):
+    bad = rewritten(checkpoint, tmp_path / "bad.npz", **change(load_checkpoint(checkpoint)[2]))
+    proc = run_cli("evaluate", bad, cwd=tmp_path)
+    assert proc.returncode == 1 and proc.stdout == "", proc.stdout
+    assert proc.stderr.startswith(f"minise evaluate: error: checkpoint '{bad}' ") and message in proc.stderr
+    assert proc.stderr.count("\n") == 1, proc.stderr
+    assert not (tmp_path / "confusion.png").exists()
+
+
+def test_non_finite_weights(checkpoint, tmp_path):
+    model_state = load_checkpoint(checkpoint)[0]
+    model_state["layer2.0.block.0.weight"] = model_state["layer2.0.block.0.weight"] * np.float32("nan")
+    bad = rewritten(checkpoint, tmp_path / "nan.npz", model=model_state)
+    proc = run_cli("evaluate", bad, cwd=tmp_path)
+    assert proc.returncode == 1 and proc.stdout == ""
+    assert "non-finite" in proc.stderr and "layer2.0.block.0.weight" in proc.stderr and proc.stderr.count("\n") == 1
+
+
+def test_export_pt_without_torch_is_refused_before_evaluating(checkpoint, tmp_path):
+    proc = run_cli("evaluate", checkpoint, "--export", tmp_path / "w.pt", cwd=tmp_path,
+                   prelude="sys.modules['torch'] = None   # import torch raises ImportError")
+    assert proc.returncode == 1 and proc.stdout == ""
+    assert proc.stderr.startswith("minise evaluate: error: --export to .pt needs torch") and ".npz" in proc.stderr
+    assert proc.stderr.count("\n") == 1 and not (tmp_path / "w.pt").exists()
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root may write into a read-only folder")
+def test_read_only_folder_is_refused_before_evaluating(checkpoint, tmp_path, capsys):
+    folder = tmp_path / "read-only"
+    folder.mkdir(mode=0o555)
+    assert main([str(checkpoint), "--confusion", str(folder / "c.png"), "--no-progress"]) == 1
+    captured = capsys.readouterr()
+    assert "cannot write the confusion matrix" in captured.err and "Permission denied" in captured.err
+    assert captured.out == ""
+
+
+def test_a_gpu_checkpoint_is_evaluated_on_the_cpu_where_no_gpu_is(smoke_run, checkpoint, tmp_path):
+    """A run trained with --device cuda: without CuPy or a GPU the CPU evaluates it, and says so;
+    the plot goes to the working folder, not beside the shipped weights."""
+    from minise.backend import check_device
+
+    try:
+        check_device("cuda")
+    except RuntimeError:                       # this test is about a machine that cannot use 'cuda'
+        pass
+    else:
+        pytest.skip("this machine can use cuda")
+    shipped = tmp_path / "results"
+    shipped.mkdir()
+    meta = load_checkpoint(checkpoint)[2]
+    gpu = rewritten(checkpoint, shipped / "gpu.npz", config={**meta["config"], "device": "cuda"})
+    work = tmp_path / "work"
+    work.mkdir()
+    proc = run_cli("evaluate", gpu, "--no-progress", cwd=work)
+    assert proc.returncode == 0, proc.stderr
+    lines = proc.stdout.splitlines()
+    assert lines[0].startswith("device: cpu (the checkpoint was trained on cuda") and "CuPy" in lines[0]
+    assert f"test accuracy {100 * smoke_run.rows[-1]['test_acc']:.2f}%" in lines[1]
+    assert (work / "confusion.png").exists() and list(shipped.iterdir()) == [gpu]
+
+
+def test_evaluate_shows_progress(checkpoint, tmp_path):
+    proc = run_cli("evaluate", checkpoint, cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    assert re.search(r"evaluating: +\d+%.*\| ?\d+/\d+ ", proc.stderr.replace("\r", "\n")), proc.stderr
+
+
+def test_a_run_folder_keeps_its_plot(smoke_run, tmp_path, capsys, monkeypatch):
+    run = tmp_path / "run"
+    shutil.copytree(smoke_run.out, run)
+    monkeypatch.chdir(tmp_path)
+    assert main([str(run / "best.npz"), "--no-progress"]) == 0
+    assert f"confusion matrix: {run / 'confusion.png'}" in capsys.readouterr().out
+
+
+# ---- minise.load_model ---------------------------------------------------------------------------
+
+def test_load_model_rebuilds_the_trained_model(smoke_run):
+    import minise
+    from minise.models import se_resnet20
+
+    model = minise.load_model(smoke_run.out / "last.npz")
+    assert not model.training and model.layer1[0].se_block.hidden == 4        # the run's floor: max(16 // 16, 4)
+    with pytest.raises(ValueError, match="shape"):
+        se_resnet20().load_state_dict(load_checkpoint(smoke_run.out / "last.npz")[0])   # the paper's C // r: 1
+    data = prepare_data(smoke_run.config, progress=False)
+    logits = model(data.x_test)
+    assert float((logits.argmax(1) == data.y_test).mean()) == smoke_run.rows[-1]["test_acc"]
