@@ -389,3 +389,41 @@ def test_every_option_reaches_the_config():
     assert args["cuda_graph"] is False and args["se_stages"] == (3,) and args["nesterov"] is False
     assert args["threads"] == 3
     assert vars(build_parser().parse_args([]))["cuda_graph"] is True
+
+
+# ---- what a run says -----------------------------------------------------------------------------
+
+def test_progress_bars_of_training_and_testing(data_args, tmp_path):
+    """With progress on (a real subprocess, as a user runs it): the training bar shows loss, acc and
+    img/s in that order, and the per-epoch test pass has a bar of its own."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    env = dict(os.environ, PYTHONPATH=str(Path(__file__).resolve().parents[2]), MINISE_NUM_THREADS="1")
+    proc = subprocess.run([sys.executable, "-m", "minise.cli", "train", *data_args, "--model", "resnet20",
+                           "--train-subset", "50", "--test-subset", "50", "--batch-size", "25", "--epochs", "1",
+                           "--out", str(tmp_path / "run")], env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    updates = proc.stderr.replace("\r", "\n")
+    assert re.search(r"epoch 1/1: .*loss=[\d.]+, acc=[\d.]+, img/s=\d+\]", updates), updates
+    assert re.search(r"epoch 1/1 test: +\d+%.*\| ?\d/2 ", updates), updates
+
+
+def test_resume_says_which_options_it_ignores(cli_run, tmp_path, capsys):
+    out = tmp_path / "run"
+    shutil.copytree(cli_run.out, out)
+    assert main(["--resume", str(out), "--epochs", "5", "--lr=0.5", "--threads", "1", "--no-progress"]) == 0
+    err = capsys.readouterr().err
+    warning = [line for line in err.splitlines() if "warning" in line]
+    assert len(warning) == 1 and "ignoring --epochs, --lr:" in warning[0] and str(out / "last.npz") in warning[0]
+    assert "--threads" not in warning[0]          # how a run computes, not what it is: honoured
+
+
+def test_config_json_records_the_data_source(make_config, cifar_slice, tmp_path, monkeypatch):
+    monkeypatch.setenv("MINISE_DATA", str(cifar_slice))
+    config = make_config(tmp_path / "run", data=None, model="resnet20", epochs=1, train_subset=50, test_subset=50)
+    train(config, progress=False)
+    assert json.loads((tmp_path / "run" / "config.json").read_text())["data"] == str(cifar_slice)
+    assert load_checkpoint(tmp_path / "run" / "last.npz")[2]["config"]["data"] == str(cifar_slice)
