@@ -15,6 +15,7 @@ The cut depends on the shapes and T alone, and sums over chunks are added in chu
 run is deterministic for a given thread count.
 """
 import threading
+from concurrent.futures import wait
 
 import numpy
 
@@ -83,14 +84,27 @@ def chunks(batch):
 
 
 def _run(task, spans):
-    """``task(span)`` for every span on the pool, in order; the results in span order."""
-    def marked(span):
+    """``task(span)`` for every span; the results in span order. The spans are dealt out in T
+    contiguous runs, one per thread, the caller's thread taking the first: a hand-off per
+    thread, not per chunk."""
+    threads = min(get_num_threads(), len(spans))
+    bounds = [len(spans) * i // threads for i in range(threads + 1)]
+    runs = [spans[a:b] for a, b in zip(bounds[:-1], bounds[1:])]
+
+    def work(run):
         _worker.busy = True                 # a worker never hands work to the pool it runs on
         try:
-            return task(span)
+            return [task(span) for span in run]
         finally:
             _worker.busy = False
-    return list(pool().map(marked, spans))
+    others = [pool().submit(work, run) for run in runs[1:]]
+    try:
+        results = work(runs[0])
+    finally:
+        wait(others)                        # no chunk still runs once this call has returned
+    for future in others:
+        results += future.result()
+    return results
 
 
 def _contiguous(result):

@@ -10,6 +10,7 @@ class _Activation(Module):
     """Keeps the output: each of these derivatives is a function of the output alone."""
 
     input_ndim = ANY_NDIM
+    keeps_input = False
     keeps_output = True
 
     def forward_math(self, x):

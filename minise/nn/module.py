@@ -25,13 +25,16 @@ class Module:
         backward_math(dout) -> dx         (reads ``self._x`` and what forward_math kept)
     and this class does the rest once: ``forward`` checks x (``input_ndim`` dims and, where
     ``input_channels_from`` names an attribute, that many channels in dim 1, the parameters'
-    dtype and device), runs forward_math and keeps x as ``_x`` and the output's shape and dtype
-    as ``_out`` (the output array itself where ``keeps_output``); ``backward`` checks dout
-    against ``_out`` and runs backward_math. Under ``minise.no_grad()`` nothing is kept.
+    dtype and device), runs forward_math and keeps x as ``_x`` (unless ``keeps_input`` is
+    False: a layer that needs only its output, or what forward_math kept) and the output's
+    shape and dtype as ``_out`` (the output array itself where ``keeps_output``); ``backward``
+    checks dout against ``_out`` and runs backward_math. Under ``minise.no_grad()`` nothing is
+    kept.
     """
 
     input_ndim = None              # the input's number of dims (an int or a tuple); None: no check
     input_channels_from = None     # the attribute holding dim 1's size, e.g. "in_channels"
+    keeps_input = True             # keep x as _x for backward_math
     keeps_output = False           # keep the output array (activations' derivatives need it)
     keeps = ()                     # what forward_math keeps for backward_math, beyond _x and _out
 
@@ -69,7 +72,8 @@ class Module:
             check_input(self, x, ndim=self.input_ndim, channels=channels)
         out = self.forward_math(x)
         if grad_enabled():
-            self._x, self._out = x, (out if self.keeps_output else output_spec(out))
+            self._x = x if self.keeps_input else None
+            self._out = out if self.keeps_output else output_spec(out)
         else:
             self._forget()
         return out
