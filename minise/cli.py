@@ -45,7 +45,7 @@ COMMANDS = {
                lambda argv: __import__("minise.training.ablate", fromlist=["main"]).main(argv)),
 }
 EXAMPLES = """examples:
-  minise train --epochs 10 --train-subset 2000 --test-subset 1000 --out runs/first
+  minise train --epochs 5 --train-subset 2000 --test-subset 1000 --out runs/first
   minise evaluate runs/first/best.npz
   minise summary --model se_resnet20
   minise gradcheck --only SEBlock

@@ -10,7 +10,7 @@ from .loop import TrainingError, train
 from .options import add_config_options, given_options, parser
 
 EXAMPLES = [
-    "minise train --epochs 10 --train-subset 2000 --test-subset 1000 --out runs/first   # a first result",
+    "minise train --epochs 5 --train-subset 2000 --test-subset 1000 --out runs/first    # a first result",
     "minise train                                     # SE-ResNet-20, 10k images, 30 epochs, into runs/latest",
     "minise train --model resnet20 --train-subset 5000 --out runs/r20-5k",
     "minise train --resume runs/r20-5k                # continue from runs/r20-5k/last.npz",
