@@ -25,7 +25,8 @@ queue() {  # queue GPU: the runs whose index is GPU mod GPUS, one after another
     if [[ -f "$dir/last.npz" ]]; then
       CUDA_VISIBLE_DEVICES=$gpu minise train --resume "$dir" --no-progress >> "$out/$name.log" 2>&1
     else
-      CUDA_VISIBLE_DEVICES=$gpu minise train --device "${DEVICE:-cuda}" --model "${name%_seed*}" \
+      # no last.npz: no epoch finished, so whatever a killed first epoch left is replaced
+      CUDA_VISIBLE_DEVICES=$gpu minise train --overwrite --device "${DEVICE:-cuda}" --model "${name%_seed*}" \
         --seed "${name##*_seed}" --epochs "${EPOCHS:-30}" --train-subset "${TRAIN_SUBSET:-0}" \
         --test-subset "${TEST_SUBSET:-0}" --no-progress --out "$dir" >> "$out/$name.log" 2>&1
     fi

@@ -175,7 +175,8 @@ def train(config, resume=False, progress=True, overwrite=False):
         if overwrite:
             run_folder.clear(config.out)
         run_folder.write_config(config, config.out)
-    print(f"training {config.model} into {config.out}: {config.epochs} epochs, {len(y_train)} training and "
+    print(f"training {config.model} into {config.out}: {config.epochs} epoch{'s' * (config.epochs != 1)}, "
+          f"{len(y_train)} training and "
           f"{len(y_test)} test images from {config.data}, device {config.device}, threads: {config.threads}",
           flush=True)
 
