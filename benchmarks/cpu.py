@@ -1,12 +1,15 @@
 """minise against PyTorch on the CPU, side by side in one process.
 
     python -m benchmarks.cpu [--threads 2] [--repeats 15] [--rows conv64,bn,...] [--out FILE]
+    python -m benchmarks.cpu --threads 1,2,4,8,16 [--rows se_resnet20]      # a scaling table
 
-Each row times the same work in both frameworks (same shapes, float32, same thread count):
-a warm-up, then interleaved repetitions (minise, torch, minise, torch, ...), reporting the
-median, min and max in milliseconds and the ratio of medians minise/torch (lower is better).
-Peak resident memory of a training step is measured in a fresh subprocess per framework.
-The markdown table is printed and written to ``--out``.
+Each row times the same work in both frameworks (same shapes, float32, same thread count:
+``minise.set_num_threads`` and ``torch.set_num_threads``): a warm-up, then interleaved
+repetitions (minise, torch, minise, torch, ...), reporting the median, min and max in
+milliseconds and the ratio of medians minise/torch (lower is better). Peak resident memory of
+a training step is measured in a fresh subprocess per framework. With several thread counts,
+each row is timed at each count, with each framework's speed-up over its own time at the
+first count. The markdown table is printed and written to ``--out``.
 """
 import argparse
 import datetime
@@ -131,8 +134,8 @@ def peak_rss_mb(framework, row, threads):
 
     Read from VmHWM in /proc (ru_maxrss would carry over the parent's peak across fork+exec).
     """
-    code = (f"import benchmarks.cpu as b, torch; torch.set_num_threads({threads}); "
-            f"from threadpoolctl import threadpool_limits; threadpool_limits({threads}); "
+    code = (f"import benchmarks.cpu as b, torch, minise; torch.set_num_threads({threads}); "
+            f"minise.set_num_threads({threads}); "
             f"fns = b.rows(torch, sides=({framework!r},))[{row!r}][1](); "
             f"fn = fns[{0 if framework == 'minise' else 1}]\n"
             f"for _ in range(3): fn()\n"
@@ -153,7 +156,7 @@ def environment(torch, threads):
             for i in threadpool_info() if i.get("user_api") == "blas"]
     return {
         "date": datetime.date.today().isoformat(),
-        "machine": f"{cpu}, {os.cpu_count()} cores",
+        "machine": f"{cpu}, {os.cpu_count()} cores ({len(os.sched_getaffinity(0))} usable by this process)",
         "python": platform.python_version(),
         "numpy": numpy.__version__,
         "torch": torch.__version__,
@@ -166,56 +169,104 @@ def environment(torch, threads):
 
 def main(argv=None):
     parser = argparse.ArgumentParser(prog="python -m benchmarks.cpu", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--threads", default="2", help="a thread count, or several separated by commas "
+                        "(e.g. 1,2,4,8,16) for a scaling table")
     parser.add_argument("--repeats", type=int, default=15)
-    parser.add_argument("--rows", default=None, help="comma-separated row keys (default: all)")
-    parser.add_argument("--out", default="benchmarks/results/cpu.md")
+    parser.add_argument("--rows", default=None, help="comma-separated row keys (default: all; with several "
+                                                     "thread counts: se_resnet20)")
+    parser.add_argument("--out", default=None, help="default: benchmarks/results/cpu.md, or cpu-scaling.md")
     parser.add_argument("--no-memory", action="store_true", help="skip the peak-RSS subprocesses")
     parser.add_argument("--omp-wait-policy", default="PASSIVE",
                         help="OMP_WAIT_POLICY for PyTorch's OpenMP threads (default PASSIVE: with the "
                              "default ACTIVE, torch's idle threads spin on the cores while minise runs "
                              "between torch's repetitions, which slows small minise ops tenfold)")
     options = parser.parse_args(argv)
+    try:
+        counts = [int(t) for t in options.threads.split(",")]
+        assert counts and min(counts) >= 1
+    except (ValueError, AssertionError):
+        parser.error(f"--threads {options.threads!r}: expected positive integers separated by commas, e.g. 1,2,4")
     os.environ.setdefault("OMP_WAIT_POLICY", options.omp_wait_policy)   # read when torch loads
 
     import torch
-    from threadpoolctl import threadpool_limits
-    torch.set_num_threads(options.threads)
-    threadpool_limits(options.threads)
     table = rows(torch)
-    keys = options.rows.split(",") if options.rows else list(table)
+    scaling = len(counts) > 1
+    keys = options.rows.split(",") if options.rows else (["se_resnet20"] if scaling else list(table))
     unknown = [k for k in keys if k not in table]
     if unknown:
         parser.error(f"unknown rows {unknown}; choose from {list(table)}")
+    out = options.out or ("benchmarks/results/cpu-scaling.md" if scaling else "benchmarks/results/cpu.md")
+    report = ["# CPU benchmark: minise vs PyTorch", ""]
+    report += [f"- {k}: {v}" for k, v in environment(torch, options.threads).items()] + [""]
+    report += (_scaling(torch, table, keys, counts, options) if scaling
+               else _one_count(torch, table, keys, counts[0], options))
+    write_report(report, out)
+    return 0
 
-    env = environment(torch, options.threads)
+
+def _use_threads(torch, threads):
+    import minise
+    minise.set_num_threads(threads)
+    torch.set_num_threads(threads)
+
+
+def _time_row(build, key, repeats):
+    run_minise, run_torch = build()
+    repeats = max(3, repeats // 3) if key.endswith("resnet20") else repeats
+    tm, tt = time_pair(run_minise, run_torch, repeats)
+    return tm, tt, statistics.median(tm), statistics.median(tt)
+
+
+def _one_count(torch, table, keys, threads, options):
+    """The table of rows at one thread count, with throughput and peak RSS of the steps."""
+    _use_threads(torch, threads)
     lines = ["| row | minise ms (median, min-max) | torch ms (median, min-max) | minise/torch |",
              "|---|---|---|---|"]
     extra = []
     for key in keys:
         title, build = table[key]
-        run_minise, run_torch = build()
-        repeats = max(3, options.repeats // 3) if key.endswith("resnet20") else options.repeats
-        tm, tt = time_pair(run_minise, run_torch, repeats)
-        mm, mt = statistics.median(tm), statistics.median(tt)
+        tm, tt, mm, mt = _time_row(build, key, options.repeats)
         line = (f"| {title} | {mm:.2f} ({min(tm):.2f}-{max(tm):.2f}) | {mt:.2f} ({min(tt):.2f}-{max(tt):.2f}) "
                 f"| {mm / mt:.2f}x |")
         lines.append(line)
         print(line, flush=True)
         if key.endswith("resnet20"):
-            note = f"{title}: minise {128e3 / mm:.0f} img/s, torch {128e3 / mt:.0f} img/s"
-            if not options.no_memory:
-                rss_m, rss_t = peak_rss_mb("minise", key, options.threads), peak_rss_mb("torch", key, options.threads)
-                note += f"; peak RSS minise {rss_m:.0f} MB, torch {rss_t:.0f} MB ({rss_m / rss_t:.2f}x)"
-            extra.append((key, mm, note))
+            extra.append((key, mm, f"{title}: minise {128e3 / mm:.0f} img/s, torch {128e3 / mt:.0f} img/s"
+                                   + _memory_note(key, threads, options)))
     medians = {k: m for k, m, _ in extra}
     if "resnet20" in medians and "se_resnet20" in medians:
         extra.append(("", 0, f"SE overhead (minise): {medians['se_resnet20'] / medians['resnet20']:.2f}x "
                              f"the ResNet-20 step"))
-    report = ["# CPU benchmark: minise vs PyTorch", ""]
-    report += [f"- {k}: {v}" for k, v in env.items()] + [""] + lines + [""] + [f"- {n}" for _, _, n in extra]
-    write_report(report, options.out)
-    return 0
+    return lines + [""] + [f"- {n}" for _, _, n in extra]
+
+
+def _scaling(torch, table, keys, counts, options):
+    """Each row at each thread count: both frameworks' medians, their ratio and speed-ups."""
+    lines = [f"| row | threads | minise ms (median, min-max) | torch ms (median, min-max) | minise/torch "
+             f"| minise speed-up over {counts[0]} | torch speed-up over {counts[0]} |",
+             "|---|---|---|---|---|---|---|"]
+    notes = []
+    for key in keys:
+        title, build = table[key]
+        first = None
+        for threads in counts:
+            _use_threads(torch, threads)
+            tm, tt, mm, mt = _time_row(build, key, options.repeats)
+            first = first or (mm, mt)
+            line = (f"| {title} | {threads} | {mm:.1f} ({min(tm):.1f}-{max(tm):.1f}) | {mt:.1f} ({min(tt):.1f}-"
+                    f"{max(tt):.1f}) | {mm / mt:.2f}x | {first[0] / mm:.2f}x | {first[1] / mt:.2f}x |")
+            lines.append(line)
+            print(line, flush=True)
+        if key.endswith("resnet20") and not options.no_memory:
+            notes.append(f"- {title}, {counts[-1]} threads:" + _memory_note(key, counts[-1], options)[1:])
+    return lines + [""] + notes
+
+
+def _memory_note(key, threads, options):
+    if options.no_memory:
+        return ""
+    rss_m, rss_t = peak_rss_mb("minise", key, threads), peak_rss_mb("torch", key, threads)
+    return f"; peak RSS minise {rss_m:.0f} MB, torch {rss_t:.0f} MB ({rss_m / rss_t:.2f}x)"
 
 
 def write_report(lines, path):

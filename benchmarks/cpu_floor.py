@@ -28,10 +28,10 @@ import time
 import numpy
 
 from benchmarks.cpu import environment, time_pair, write_report
-from minise.backend import matmul
 from minise.models import resnet20, se_resnet20
 from minise.nn import Conv2d
 from minise.nn.im2col import output_size, padded_im2col
+from minise.nn.ops import matmul
 from minise.optim import SGD
 from minise.step import TrainStep
 from minise.twins import torch_twin
@@ -55,12 +55,12 @@ def product_runs(conv, x, dout):
     (kh, kw), (sh, sw), (ph, pw) = conv.kernel_size, conv.stride, conv.padding
     Ho, Wo = output_size(H, kh, sh, ph), output_size(W, kw, sw, pw)
     cols = padded_im2col(x, conv.kernel_size, conv.stride, conv.padding,
-                         numpy.empty((C * kh * kw, N * Ho * Wo), x.dtype), "floor_x_padded")
+                         numpy.empty((C * kh * kw, N * Ho * Wo), x.dtype))
     w_mat = conv.weight.data.reshape(O, -1)
     dout_mat = numpy.ascontiguousarray(dout.transpose(1, 0, 2, 3).reshape(O, -1))
     if conv.stride == (1, 1) and ph < kh and pw < kw:       # as Conv2d._dx_transposed_conv
         dout_cols = padded_im2col(dout, conv.kernel_size, (1, 1), (kh - 1 - ph, kw - 1 - pw),
-                                  numpy.empty((O * kh * kw, N * H * W), x.dtype), "floor_dout_padded")
+                                  numpy.empty((O * kh * kw, N * H * W), x.dtype))
         w_flipped = numpy.ascontiguousarray(conv.weight.data[:, :, ::-1, ::-1].transpose(1, 0, 2, 3).reshape(C, -1))
         dx_product = lambda: matmul(w_flipped, dout_cols)
     else:                                                   # as Conv2d._dx_col2im
@@ -169,7 +169,12 @@ def main(argv=None):
 
     import torch
     from threadpoolctl import threadpool_limits
+
+    import minise
     torch.set_num_threads(options.threads)
+    # the floor of the whole-batch path: minise on one thread (no chunks), its products on
+    # T-threaded BLAS (set after minise, which holds BLAS to one thread)
+    minise.set_num_threads(1)
     threadpool_limits(options.threads)
     ms = measure(torch, MODELS[options.model], options.repeats)
 
