@@ -5,15 +5,18 @@
 
 ``fn`` is a layer's plain array code; it must treat the samples (axis 0) independently, and
 the result is the same as ``fn`` on the whole batch, up to rounding. The plain path runs
-``fn`` on the whole batch once; it is taken with one thread, on the GPU, for small batches and
-inside a worker thread.
+``fn`` on the whole batch once: inside ``with whole_batch():`` (the reference the chunked
+path is tested against), on the GPU, for small batches and inside a worker thread.
 
 Chunks: with T threads, a batch of B bytes (its first array) is cut into k chunks of nearly
 equal size, k = T * ceil(B / (T * CHUNK_BYTES)) (never more than the samples), so that one
-chunk's temporaries (a convolution's column matrix, about 9x its input) stay near the cache.
-The cut depends on the shapes and T alone, and sums over chunks are added in chunk order, so a
-run is deterministic for a given thread count.
+chunk's temporaries (a convolution's column matrix, about 9x its input) stay near the cache;
+each thread takes a contiguous run of k / T chunks. One thread runs its chunks in turn, which
+is faster than the whole batch at once for the same reason. The cut depends on the shapes and
+T alone, and sums over chunks are added in chunk order, so a run is deterministic for a given
+thread count.
 """
+import contextlib
 import threading
 from concurrent.futures import wait
 
@@ -22,10 +25,23 @@ import numpy
 from ..backend import get_array_module
 from .threads import get_num_threads, pool
 
-CHUNK_BYTES = 256 << 10      # a chunk's share of the first input, in bytes
+CHUNK_BYTES = 512 << 10      # a chunk's share of the first input, in bytes
 MIN_BYTES = 64 << 10         # below this a batch runs whole: a thread hand-off costs more
 
 _worker = threading.local()
+_mode = {"whole_batch": False}
+
+
+@contextlib.contextmanager
+def whole_batch():
+    """Within ``with``: every batch runs whole, in one call on the caller's thread (the plain
+    path), whatever the thread count."""
+    before = _mode["whole_batch"]
+    _mode["whole_batch"] = True
+    try:
+        yield
+    finally:
+        _mode["whole_batch"] = before
 
 
 def per_sample(fn, *batch):
@@ -71,7 +87,7 @@ def chunks(batch):
     """The slices cutting axis 0 of the ``batch`` arrays into chunks, or None: run it whole."""
     first = batch[0]
     threads = get_num_threads()
-    if (threads == 1 or getattr(_worker, "busy", False) or not isinstance(first, numpy.ndarray)
+    if (_mode["whole_batch"] or getattr(_worker, "busy", False) or not isinstance(first, numpy.ndarray)
             or first.ndim == 0 or first.nbytes < MIN_BYTES):
         return None
     n = first.shape[0]

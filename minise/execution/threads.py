@@ -5,8 +5,8 @@
 
 With T threads, the CPU layers split a batch into cache-sized chunks and run them on a pool of
 T threads, with NumPy's BLAS library held to one thread, so pool threads x BLAS threads never
-exceed T. With T = 1 every layer runs the plain path: the whole batch at once on one thread.
-(The BLAS limit holds for the whole process once minise has chosen its thread count.)
+exceed T. With T = 1 the chunks run in turn on the caller's thread. (The BLAS limit holds for
+the whole process once minise has chosen its thread count.)
 """
 import os
 from concurrent.futures import ThreadPoolExecutor

@@ -32,20 +32,22 @@ def test_batch_sum_adds_the_chunks(num_threads, threads, n):
 def test_chunks_cut_the_batch_into_nearly_equal_parts_by_threads_and_bytes(monkeypatch):
     from minise.execution import threads
     monkeypatch.setattr(batch, "MIN_BYTES", 64 << 10)
-    monkeypatch.setattr(batch, "CHUNK_BYTES", 256 << 10)
+    monkeypatch.setattr(batch, "CHUNK_BYTES", 512 << 10)
     before = threads.get_num_threads()
     try:
         threads.set_num_threads(4)
-        x = np.empty((128, 16, 32, 32), dtype=np.float32)                  # 8 MiB: 32 chunks of 4
+        x = np.empty((128, 16, 32, 32), dtype=np.float32)                  # 8 MiB: 16 chunks of 8
         spans = batch.chunks((x,))
-        assert len(spans) == 32 and {s.stop - s.start for s in spans} == {4}
+        assert len(spans) == 16 and {s.stop - s.start for s in spans} == {8}
         assert spans[0].start == 0 and spans[-1].stop == 128
         assert [s.stop for s in spans[:-1]] == [s.start for s in spans[1:]]
         odd = batch.chunks((np.empty((13, 16, 32, 32), dtype=np.float32),))   # 13 samples, 4 threads
         assert len(odd) == 4 and sorted(s.stop - s.start for s in odd) == [3, 3, 3, 4]
         assert batch.chunks((np.empty((2, 4), dtype=np.float32),)) is None     # tiny: run whole
         threads.set_num_threads(1)
-        assert batch.chunks((x,)) is None                                      # one thread: plain
+        assert len(batch.chunks((x,))) == 16                                   # one thread: chunks in turn
+        with batch.whole_batch():
+            assert batch.chunks((x,)) is None                                  # the plain path
     finally:
         threads.set_num_threads(before)
 

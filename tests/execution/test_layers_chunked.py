@@ -1,12 +1,13 @@
-"""Every layer and block, and a whole training step, run in chunks on 2, 3 and 8 threads against
-the plain path (one thread, the whole batch): the same numbers to rounding."""
+"""Every layer and block, and a whole training step, run in chunks on 1, 2, 3 and 8 threads
+against the plain path (``whole_batch()``: the whole batch in one call): the same numbers to
+rounding."""
 import copy
 
 import numpy as np
 import pytest
 
 from minise import nn
-from minise.execution import no_grad
+from minise.execution import no_grad, whole_batch
 from minise.gradcheck_cases import standard_cases
 from minise.models import se_resnet20
 from minise.optim import SGD
@@ -24,12 +25,12 @@ def _run(module, x, dout_seed=1):
             {n: np.array(b) for n, b in module.named_buffers()})
 
 
-@pytest.mark.parametrize("threads", [2, 3, 8])
+@pytest.mark.parametrize("threads", [1, 2, 3, 8])
 @pytest.mark.parametrize("case", CASES, ids=IDS)
 def test_layer_in_chunks_matches_the_plain_path(num_threads, case, threads):
     _, _, module, x, _ = case
-    num_threads(1)
-    plain = _run(copy.deepcopy(module).double(), x)
+    with whole_batch():
+        plain = _run(copy.deepcopy(module).double(), x)
     num_threads(threads)
     chunked = _run(copy.deepcopy(module).double(), x)
     for what, a, b in (("out", plain[0], chunked[0]), ("dx", plain[1], chunked[1])):
@@ -41,6 +42,10 @@ def test_layer_in_chunks_matches_the_plain_path(num_threads, case, threads):
 
 
 def _train(threads, num_threads, batches, dtype="float64"):
+    """``threads`` None: the plain path."""
+    if threads is None:
+        with whole_batch():
+            return _train(1, num_threads, batches, dtype)
     num_threads(threads)
     nn.manual_seed(0)
     model = se_resnet20(min_hidden=4).to(dtype=dtype)
@@ -60,8 +65,8 @@ def test_training_steps_in_chunks_match_the_plain_path(num_threads, n):
     """SE-ResNet-20, two SGD steps on 8x8 images: a batch smaller than the thread count, and one
     that leaves a last partial chunk."""
     batches = _batches(n, 2)
-    reference, ref_totals = _train(1, num_threads, batches)
-    for threads in (2, 3, 8):
+    reference, ref_totals = _train(None, num_threads, batches)
+    for threads in (1, 2, 3, 8):
         state, totals = _train(threads, num_threads, batches)
         assert totals[1:] == ref_totals[1:]
         assert totals[0] == pytest.approx(ref_totals[0], rel=1e-12)
@@ -74,9 +79,9 @@ def test_a_batch_of_one_in_eval_mode_matches_the_plain_path(num_threads):
     x = np.random.default_rng(3).standard_normal((1, 3, 8, 8))
     nn.manual_seed(0)
     model = se_resnet20(min_hidden=4).double().eval()
-    num_threads(1)
-    plain = _run(copy.deepcopy(model), x)
-    for threads in (2, 3, 8):
+    with whole_batch():
+        plain = _run(copy.deepcopy(model), x)
+    for threads in (1, 2, 3, 8):
         num_threads(threads)
         chunked = _run(copy.deepcopy(model), x)
         np.testing.assert_allclose(chunked[0], plain[0], rtol=1e-12, atol=1e-12)
@@ -91,6 +96,17 @@ def test_two_runs_with_the_same_thread_count_give_bit_identical_weights(num_thre
     second, _ = _train(3, num_threads, batches, dtype="float32")
     for name, a in first.items():
         np.testing.assert_array_equal(second[name], a, err_msg=name)
+
+
+def test_whole_batch_runs_each_function_once_on_the_whole_batch(num_threads):
+    from minise.execution import per_sample
+    num_threads(3)
+    seen = []
+    x = np.zeros((6, 2))
+    per_sample(lambda a: seen.append(a.shape[0]) or a, x)
+    with whole_batch():
+        per_sample(lambda a: seen.append(a.shape[0]) or a, x)
+    assert sorted(seen[:-1]) == [1] * 6 and seen[-1] == 6
 
 
 def test_no_grad_keeps_nothing_for_backward():
