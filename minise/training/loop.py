@@ -22,6 +22,7 @@ from .. import nn
 from ..backend import check_device, to_device, to_numpy
 from ..checkpoint import load_checkpoint, save_checkpoint
 from ..data import channel_stats, iterate_batches, load_cifar10, load_cifar100, normalize, random_crop_flip, subset
+from ..execution import no_grad
 from ..execution.threads import default_num_threads, set_num_threads
 from ..optim import SGD
 from ..optim.lr_scheduler import CosineAnnealingLR, MultiStepLR, OneCycleLR
@@ -80,7 +81,8 @@ def make_optimizer(model, config, steps_per_epoch):
 
 
 def evaluate(model, x, y, batch_size=128, progress=False, desc="test"):
-    """Mean loss, accuracy and predictions of ``model`` (in eval mode) on x: (N, 3, 32, 32)."""
+    """Mean loss, accuracy and predictions of ``model`` (in eval mode) on x: (N, 3, 32, 32).
+    Under ``no_grad``: the layers keep nothing for a backward pass."""
     from tqdm.auto import tqdm
 
     was_training = model.training
@@ -89,7 +91,8 @@ def evaluate(model, x, y, batch_size=128, progress=False, desc="test"):
     batches = iterate_batches(x, y, batch_size, shuffle=False)
     for xb, yb in tqdm(batches, total=-(-len(y) // batch_size), desc=desc, unit="batch", disable=not progress,
                        leave=False, file=sys.stderr):
-        logits = model(xb)
+        with no_grad():
+            logits = model(xb)
         total_loss += loss_fn(logits, yb) * len(yb)
         predictions.append(to_numpy(logits.argmax(axis=1)))
     model.train(was_training)

@@ -280,3 +280,20 @@ def test_load_model_rebuilds_the_trained_model(smoke_run):
     data = prepare_data(smoke_run.config, progress=False)
     logits = model(data.x_test)
     assert float((logits.argmax(1) == data.y_test).mean()) == smoke_run.rows[-1]["test_acc"]
+
+
+def test_evaluation_keeps_no_activations_for_a_backward_pass():
+    """loop.evaluate runs under no_grad: afterwards no layer holds an input, output or BatchNorm
+    statistics, and the model is back in training mode with the same numbers as a plain pass."""
+    from minise.models import se_resnet20
+    from minise.training.loop import evaluate
+
+    model = se_resnet20(min_hidden=4).double()
+    rng = np.random.default_rng(0)
+    x, y = rng.standard_normal((6, 3, 8, 8)), rng.integers(0, 10, 6)
+    loss, accuracy, predictions = evaluate(model, x, y, batch_size=4)
+    kept = [name for name, module in model.named_modules()
+            for field in ("_x", "_out") + tuple(module.keeps) if getattr(module, field) is not None]
+    assert kept == [] and model.training
+    model.eval()
+    np.testing.assert_array_equal(predictions, model(x).argmax(axis=1))
