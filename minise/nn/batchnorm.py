@@ -27,7 +27,7 @@ class _BatchNorm(Module):
 
     input_channels_from = "num_features"
     keeps_input = False                       # backward needs x - mean, which forward keeps
-    keeps = ("_xc", "_inv_std")
+    keeps = ("_xc", "_inv_std", "_x3")
 
     def __init__(self, num_features, eps=1e-5, momentum=0.1):
         super().__init__()
@@ -49,13 +49,15 @@ class _BatchNorm(Module):
             if x3.shape[0] * x3.shape[2] < 2:
                 raise ValueError(f"{describe(self)}: training needs more than one value per channel, "
                                  f"got input shape {tuple(x.shape)}")
+            self._x3 = None
             out, self._xc, self._inv_std = batch_norm_train_forward(
                 x3, self.weight.data, self.bias.data, self.running_mean, self.running_var,
                 self._next_momentum(), self.eps)
-        else:
+        else:               # the running statistics are constants: keep x, form x - mean in backward
             self._inv_std = 1 / get_array_module(x).sqrt(self.running_var + self.eps)
             mean, scale, shift = self.running_mean[:, None], (self.weight.data * self._inv_std)[:, None], self.bias.data[:, None]
-            self._xc, out = per_sample(lambda x: (x - mean, (x - mean) * scale + shift), x3)
+            self._x3, self._xc = x3, None
+            out = per_sample(lambda x: (x - mean) * scale + shift, x3)
         return out.reshape(x.shape)
 
     def _next_momentum(self):
@@ -64,11 +66,12 @@ class _BatchNorm(Module):
         return self.momentum if self.momentum is not None else 1 / float(self.num_batches_tracked)
 
     def backward_math(self, dout):
-        d3 = dout.reshape(self._xc.shape)
-        if self.training:
+        if self._xc is not None:                  # forward ran in training mode
+            d3 = dout.reshape(self._xc.shape)
             dx, dgamma, dbeta = batch_norm_train_backward(d3, self._xc, self._inv_std, self.weight.data)
         else:
-            dbeta, dgamma = batch_sum(_sums, d3, self._xc)
+            d3, mean = dout.reshape(self._x3.shape), self.running_mean[:, None]
+            dbeta, dgamma = batch_sum(lambda d, x: _sums(d, x - mean), d3, self._x3)
             dgamma = dgamma * self._inv_std                                  # sum(dout * xhat)
             scale = (self.weight.data * self._inv_std)[:, None]              # gamma / sqrt(var + eps)
             dx = per_sample(lambda d: d * scale, d3)
