@@ -49,6 +49,9 @@ def check_input(layer, x, ndim, channels=None, name="input"):
     if x.ndim not in allowed:
         expected = " or ".join(f"{n}-D" for n in allowed)
         raise ValueError(f"{who}: expected a {expected} {name}, got shape {tuple(x.shape)} ({x.ndim}-D)")
+    if x.shape[0] == 0:
+        raise ValueError(f"{who}: the {name} is an empty batch, shape {tuple(x.shape)}; expected at least "
+                         f"one sample along dim 0")
     if channels is not None and x.shape[1] != channels:
         raise ValueError(f"{who}: expected {channels} channels (dim 1) in the {name}, "
                          f"got shape {tuple(x.shape)} with {x.shape[1]}")

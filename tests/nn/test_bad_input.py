@@ -76,6 +76,22 @@ def test_wrong_channel_count(name):
         make(name)(_x(shape))
 
 
+# ---- an empty batch ----------------------------------------------------------------------
+@pytest.mark.parametrize("name", NAMES)
+def test_empty_batch_is_refused_by_name(name):
+    shape = (0,) + tuple(LAYERS[name][1][1:])
+    with pytest.raises(ValueError, match=re.escape(name) + r".*empty batch.*" + re.escape(str(shape))):
+        make(name)(_x(shape))
+
+
+def test_empty_batch_into_a_model_or_the_loss_is_one_clear_error():
+    from minise.models import se_resnet20
+    with pytest.raises(ValueError, match=r"empty batch.*\(0, 3, 32, 32\)"):
+        se_resnet20().double()(np.zeros((0, 3, 32, 32)))
+    with pytest.raises(ValueError, match=r"CrossEntropyLoss.*logits is an empty batch"):
+        nn.CrossEntropyLoss()(np.zeros((0, 10)), np.zeros(0, dtype=np.int64))
+
+
 # ---- not a float array -------------------------------------------------------------------
 @pytest.mark.parametrize("name", NAMES)
 def test_integer_input(name):
