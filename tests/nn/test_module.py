@@ -2,6 +2,8 @@
 layer promises about its inputs, dout and dtypes."""
 import importlib.util
 
+import re
+
 import numpy as np
 import pytest
 import torch
@@ -262,6 +264,34 @@ def test_load_names_mis_shaped_keys_and_changes_nothing(strict):
         target.load_state_dict(sd, strict=strict)
     for k, v in target.state_dict().items():
         np.testing.assert_array_equal(v, before[k], err_msg=k)
+
+
+@pytest.mark.parametrize("key, value, parts", [
+    ("1.num_batches_tracked", np.array("many"), ["1.num_batches_tracked", "expected numbers", "<U4"]),
+    ("1.num_batches_tracked", np.array(2.5), ["1.num_batches_tracked", "integer dtype int64"]),
+    ("1.running_var", np.array([1, "x", 2, 3], dtype=object), ["1.running_var", "dtype object"]),
+    ("1.running_var", np.full(4, 1e300), ["1.running_var", "overflow float32"]),
+], ids=["string", "fraction-into-int", "object", "overflow"])
+def test_a_value_that_cannot_be_converted_is_refused_and_nothing_changes(key, value, parts):
+    """The bad entry comes last in the dict (after every valid, different one): a load that wrote
+    as it went would already have changed the model when it refused."""
+    source, target = _trained(1), _trained(2)
+    before = _all_state(target)
+    sd = source.state_dict()
+    del sd[key]
+    sd[key] = value
+    with pytest.raises(ValueError, match=".*".join(re.escape(p) for p in parts) + r".*nothing was changed"):
+        target.load_state_dict(sd)
+    for k, v in target.state_dict().items():
+        np.testing.assert_array_equal(v, before[k], err_msg=k)
+
+
+def test_an_integer_value_fits_an_integer_buffer():
+    target = _trained(2)
+    sd = target.state_dict()
+    sd["1.num_batches_tracked"] = np.array(7.0)
+    target.load_state_dict(sd)
+    assert int(target[1].num_batches_tracked) == 7
 
 
 def test_non_strict_load_returns_missing_and_unexpected():
