@@ -86,11 +86,10 @@ def batch_sum(fn, *batch):
 def chunks(batch):
     """The slices cutting axis 0 of the ``batch`` arrays into chunks, or None: run it whole."""
     first = batch[0]
-    threads = get_num_threads()
     if (_mode["whole_batch"] or getattr(_worker, "busy", False) or not isinstance(first, numpy.ndarray)
             or first.ndim == 0 or first.nbytes < MIN_BYTES):
         return None
-    n = first.shape[0]
+    n, threads = first.shape[0], get_num_threads()
     per_thread = -(-first.nbytes // (threads * CHUNK_BYTES))
     k = min(n, threads * per_thread)
     if k < 2:

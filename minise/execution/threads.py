@@ -42,7 +42,8 @@ def check_num_threads(threads):
 
 
 def set_num_threads(threads):
-    """Use ``threads`` CPU threads from now on (1: the plain, single-threaded path)."""
+    """Use ``threads`` CPU threads from now on (1: the chunks run in turn on the caller's thread;
+    ``batch.whole_batch()`` is the plain path)."""
     check_num_threads(threads)
     if threads != _state["threads"]:
         if _state["pool"] is not None:

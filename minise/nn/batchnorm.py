@@ -26,7 +26,7 @@ class _BatchNorm(Module):
     """
 
     input_channels_from = "num_features"
-    keeps_input = False                       # backward needs x - mean, which forward keeps
+    keeps_input = False     # backward needs x - mean (training) or x as (N, C, L) (eval): kept below
     keeps = ("_xc", "_inv_std", "_x3")
 
     def __init__(self, num_features, eps=1e-5, momentum=0.1):

@@ -43,10 +43,9 @@ class Conv2d(Module):
         self.bias = Parameter(uniform_fan_in((out_channels,), fan_in)) if bias else None
 
     def forward_math(self, x):
-        (kh, kw), (ph, pw) = self.kernel_size, self.padding
-        if output_size(x.shape[2], kh, self.stride[0], ph) < 1 or output_size(x.shape[3], kw, self.stride[1], pw) < 1:
+        if min(self._out_hw(x)) < 1:
             raise ValueError(f"{describe(self)}: input of spatial size {tuple(x.shape[2:])} padded by "
-                             f"{(ph, pw)} is smaller than the kernel {(kh, kw)}")
+                             f"{self.padding} is smaller than the kernel {self.kernel_size}")
         return per_sample(self._convolve, x)
 
     def _convolve(self, x):
