@@ -1,5 +1,6 @@
 """Batch normalisation over the batch (and spatial) axes, with PyTorch's running statistics."""
 from ..backend import get_array_module
+from ..distributed import sum_over_workers
 from ..execution import accelerated, batch_sum, per_sample
 from .init import ones, zeros
 from .module import Module
@@ -105,10 +106,13 @@ def batch_norm_train_forward(x3, gamma, beta, running_mean, running_var, m, eps)
     """Training mode: normalise x3 (N, C, L) with its own statistics and update the running
     ones in place. Returns (out, xc, inv_std): xc = x - mu (N, C, L), inv_std = 1/sqrt(var + eps)."""
     xp = get_array_module(x3)
-    M = x3.shape[0] * x3.shape[2]
-    mean = batch_sum(lambda x: xp.einsum("ncl->c", x), x3) / M
+    # Statistics of the whole batch: where workers each hold a shard of it, their sums and
+    # counts add up over the workers (synchronised BatchNorm); alone, they are this batch's.
+    sum_x, M = sum_over_workers(batch_sum(lambda x: xp.einsum("ncl->c", x), x3), x3.shape[0] * x3.shape[2])
+    mean = sum_x / M
     xc = per_sample(lambda x: x - mean[:, None], x3)
-    var = batch_sum(lambda c: multiply_sum("ncl,ncl->c", c, c), xc) / M     # biased variance
+    (sum_sq,) = sum_over_workers(batch_sum(lambda c: multiply_sum("ncl,ncl->c", c, c), xc))
+    var = sum_sq / M                                                        # biased variance
     running_mean *= 1 - m
     running_mean += m * mean
     running_var *= 1 - m
@@ -121,10 +125,12 @@ def batch_norm_train_forward(x3, gamma, beta, running_mean, running_var, m, eps)
 @accelerated("batch_norm_train_backward")
 def batch_norm_train_backward(d3, xc, inv_std, gamma):
     """Training mode: returns (dx, dgamma, dbeta), with M values per channel:
-    dx = scale * (dout - mean(dout) - xhat * mean(dout * xhat)),  scale = gamma * inv_std."""
-    M = d3.shape[0] * d3.shape[2]
+    dx = scale * (dout - mean(dout) - xhat * mean(dout * xhat)),  scale = gamma * inv_std.
+    The means are over the whole batch (summed over workers where each holds a shard); dgamma
+    and dbeta are this shard's sums, which the optimiser's gradient sum adds up."""
     dbeta, sum_dout_xc = batch_sum(_sums, d3, xc)
     dgamma = sum_dout_xc * inv_std                                          # sum(dout * xhat)
+    dbeta_all, dgamma_all, M = sum_over_workers(dbeta, dgamma, d3.shape[0] * d3.shape[2])
     scale = gamma * inv_std
-    k, v = (scale * inv_std * dgamma / M)[:, None], (scale * dbeta / M)[:, None]
+    k, v = (scale * inv_std * dgamma_all / M)[:, None], (scale * dbeta_all / M)[:, None]
     return per_sample(lambda d, c: d * scale[:, None] - c * k - v, d3, xc), dgamma, dbeta

@@ -50,6 +50,8 @@ class TrainConfig:
     seed: int = option(0, "seed of the initial weights, the shuffling and the augmentation")
     device: str = option("cpu", "cpu, or cuda (needs CuPy and an NVIDIA GPU)", choices=DEVICES)
     cuda_graph: bool = option(True, "with --device cuda, record the training step once as a CUDA graph and replay it")
+    workers: int = option(None, "worker processes, each training on its shard of every batch (default: "
+                                "$MINISE_WORKERS, else every CPU this process may use; one on cuda)")
     threads: int = option(None, "CPU threads (default: $MINISE_NUM_THREADS, else every CPU this process may use)")
     out: str = option("runs/latest", "the run's folder; one that holds files is refused unless --resume or "
                                      "--overwrite is given")
@@ -71,9 +73,9 @@ def check_config(config):
     if not set(config.se_stages) <= {1, 2, 3}:
         raise ValueError(f"se_stages must be drawn from 1, 2, 3; got {config.se_stages!r}")
     for field, minimum in (("epochs", 1), ("batch_size", 1), ("reduction_ratio", 1), ("min_hidden", 0),
-                           ("train_subset", 0), ("test_subset", 0), ("seed", 0), ("threads", 1)):
+                           ("train_subset", 0), ("test_subset", 0), ("seed", 0), ("threads", 1), ("workers", 1)):
         value = getattr(config, field)
-        if field == "threads" and value is None:
+        if field in ("threads", "workers") and value is None:
             continue
         if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < minimum:
             raise ValueError(f"{option_name(field)} must be an integer >= {minimum}, got {value!r}")
