@@ -20,8 +20,16 @@ What recording asks of a step, and how this one meets it:
   device and read by ``totals()``; the learning rate and momentum, which a scheduler changes
   every step, are read from device scalars (``Optimizer.keep_on_device``);
 - fixed shapes: every batch has the first one's shape (drop the last partial batch).
+
+Data parallel (``minise.distributed``): each worker calls ``step(x_shard, y_shard,
+batch_size=B)`` with its shard of a batch of B. Its loss gradient is scaled by its share,
+len(y) / B, and after the backward pass the parameter gradients are summed over the workers in
+one buffer (``GradientSum``), so every worker applies the step of the whole batch; ``totals()``
+sums over the workers too.
 """
 from .backend import GPU_INSTALL_HINT, cupy, device_of, get_array_module, is_array
+from .distributed import world
+from .distributed.data_parallel import GradientSum
 from .nn import CrossEntropyLoss
 
 
@@ -36,6 +44,10 @@ class TrainStep:
     def __init__(self, model, optimizer, loss_fn=None, graph=False):
         self.model, self.optimizer = model, optimizer
         self.loss_fn = loss_fn if loss_fn is not None else CrossEntropyLoss()
+        self.comm = world()
+        self._gradient_sum = GradientSum(model.parameters(), self.comm)
+        if graph and self.comm.size > 1:
+            raise ValueError("TrainStep: a CUDA graph records one process's step; with several workers use graph=False")
         if graph and not optimizer.capturable:
             raise ValueError(f"TrainStep: {type(optimizer).__name__} cannot be recorded as a CUDA graph "
                              "(its step reads host values); use SGD or graph=False")
@@ -49,11 +61,14 @@ class TrainStep:
         self._inputs = None                  # graph: the recorded (x, y) arrays, batches are copied in
         self._loss_sum = self._correct = None
         self.steps = self.seen = 0
+        self._share = 1.0                    # this worker's part of the batch (1: the whole batch)
 
-    def __call__(self, x, y):
+    def __call__(self, x, y, batch_size=None):
+        """One step on x, y: the whole batch, or this worker's shard of a batch of ``batch_size``."""
         if self._like is None:
             self._start(x, y)
         self._check_batch(x, y)
+        self._share = 1.0 if batch_size is None else len(y) / batch_size
         if self._graph is None:
             self._step(x, y)
         else:
@@ -74,7 +89,9 @@ class TrainStep:
         self.optimizer.zero_grad()
         logits = self.model(x)
         loss = self.loss_fn.forward_array(logits, y)
-        self.model.backward(self.loss_fn.backward())
+        dlogits = self.loss_fn.backward()
+        self.model.backward(dlogits if self._share == 1.0 else dlogits * self._share)   # this shard's part
+        self._gradient_sum()
         self.optimizer.step()
         self._loss_sum += loss * len(y)
         self._correct += (logits.argmax(axis=1) == y).sum()
@@ -112,11 +129,15 @@ class TrainStep:
         Raises ``FloatingPointError`` when the loss has become NaN or infinite."""
         if self._loss_sum is None:
             return 0.0, 0, 0
-        loss_sum, correct = float(self._loss_sum), int(self._correct)
+        loss_sum, correct, seen = float(self._loss_sum), int(self._correct), self.seen
+        if self.comm.size > 1:
+            loss_sum, correct, seen = (float(v) for v in self.comm.all_sum(
+                get_array_module(self._loss_sum).asarray([loss_sum, correct, seen], dtype="float64")))
+            correct, seen = int(correct), int(seen)
         if loss_sum != loss_sum or loss_sum in (float("inf"), float("-inf")):
-            raise FloatingPointError(f"the training loss is {loss_sum / self.seen} (non-finite) after "
-                                     f"{self.seen} images of this epoch; check the learning rate and input")
-        return loss_sum, correct, self.seen
+            raise FloatingPointError(f"the training loss is {loss_sum / seen} (non-finite) after "
+                                     f"{seen} images of this epoch; check the learning rate and input")
+        return loss_sum, correct, seen
 
 
 def _spec(a):

@@ -4,6 +4,8 @@
 - ``cifar_archive``: the real CIFAR-10 JPEG archive, found through ``$MINISE_DATA`` or beside the
   checkout (``../shared/data/cifar10-jpeg.tar.gz``); tests that need it skip when it is absent.
 - ``isolated_data_env``: no test reads ``MINISE_DATA`` by accident or writes into ``~/.cache``.
+- Commands run in the test's own process (``MINISE_WORKERS=1``) unless a test asks for workers
+  itself (tests/distributed).
 """
 import os
 from pathlib import Path
@@ -11,6 +13,7 @@ from pathlib import Path
 import pytest
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
+os.environ["MINISE_WORKERS"] = "1"
 CIFAR_ARCHIVE = Path(os.environ.get("MINISE_DATA") or REPO_ROOT.parent / "shared/data/cifar10-jpeg.tar.gz")
 
 

@@ -38,6 +38,7 @@ from ..files import atomic_open
 from .download import (
     CIFAR10_MD5, CIFAR10_URL, CIFAR100_MD5, CIFAR100_URL, DataError, download, file_digest,
 )
+from .npz_map import memmap_npz
 
 CIFAR10_CLASSES = (
     "airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck",
@@ -206,10 +207,11 @@ def _read_cache(path):
     if not path.exists():
         return None
     try:
-        # Our own open(): np.load leaks its file handle when the zip inside is broken.
-        with open(path, "rb") as f, np.load(f, allow_pickle=False) as npz:
-            data = Dataset(npz["x_train"], npz["y_train"], npz["x_test"], npz["y_test"],
-                           tuple(str(c) for c in npz["classes"]))
+        # Memory-mapped: the images are read from the file as they are used, and every worker
+        # process of a run shares the same pages instead of holding its own copy.
+        npz = memmap_npz(path)
+        data = Dataset(npz["x_train"], npz["y_train"], npz["x_test"], npz["y_test"],
+                       tuple(str(c) for c in npz["classes"]))
         _check(data, path)
     except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as err:
         warnings.warn(f"ignoring the unreadable cache {path} ({err}); decoding the source again")

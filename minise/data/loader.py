@@ -10,13 +10,20 @@ def subset(x, y, n, seed=0, num_classes=None):
     """A class-balanced random subset: ``n // num_classes`` examples of every class.
 
     x: (N, ...) array; y: int (N,) labels 0..num_classes-1 (num_classes defaults to max(y) + 1).
-    Returns (x_sub, y_sub) with n examples, grouped by class in label order. Reproducible:
-    ``rng = default_rng(seed)`` draws ``rng.permutation(flatnonzero(y == c))[:n // num_classes]``
-    for c = 0, 1, ... in turn, so a seed always picks the same examples.
+    Returns (x_sub, y_sub) with n examples, grouped by class in label order: x[idx], y[idx] with
+    idx = ``subset_indices(y, n, seed, num_classes)``.
     """
-    y_host = to_numpy(y)  # index bookkeeping is host work, even when x lives on the GPU
-    if len(x) != len(y_host):
-        raise ValueError(f"subset: x has {len(x)} examples but y has {len(y_host)} labels")
+    if len(x) != len(y):
+        raise ValueError(f"subset: x has {len(x)} examples but y has {len(y)} labels")
+    idx = subset_indices(y, n, seed, num_classes)
+    return x[idx], y[idx]
+
+
+def subset_indices(y, n, seed=0, num_classes=None):
+    """The indices of a class-balanced random subset of n examples, grouped by class in label
+    order. Reproducible: ``rng = default_rng(seed)`` draws ``rng.permutation(flatnonzero(y == c))
+    [:n // num_classes]`` for c = 0, 1, ... in turn, so a seed always picks the same examples."""
+    y_host = to_numpy(y)  # index bookkeeping is host work, even when y lives on the GPU
     if num_classes is None:
         num_classes = int(y_host.max()) + 1 if len(y_host) else 0
     if num_classes <= 0 or not isinstance(n, (int, numpy.integer)) or n <= 0 or n % num_classes:
@@ -31,8 +38,7 @@ def subset(x, y, n, seed=0, num_classes=None):
             raise ValueError(f"subset: class {c} has {len(idx_c)} examples, fewer than the "
                              f"{per_class} needed for n={n} over {num_classes} classes")
         picked.append(rng.permutation(idx_c)[:per_class])
-    idx = numpy.concatenate(picked)
-    return x[idx], y[idx]
+    return numpy.concatenate(picked)
 
 
 def num_batches(n, batch_size, drop_last=False):

@@ -65,15 +65,27 @@ def random_crop_flip(x, rng, padding=4, pad_mode="reflect"):
     (dy, dx) in [0, 2 * padding], and the result is mirrored left-right with probability 0.5.
     The generator draws dy (N values), then dx (N), then the flips (N), so a seed fixes the output.
     """
+    n = x.shape[0] if getattr(x, "ndim", 0) == 4 else 0
+    return crop_flip(x, *crop_flip_draws(n, rng, padding), padding=padding, pad_mode=pad_mode)
+
+
+def crop_flip_draws(n, rng, padding=4):
+    """The random numbers of ``random_crop_flip`` for n images: (dy, dx, flip), drawn in that
+    order. Data-parallel workers draw them for the whole batch and each applies its shard's."""
+    dy = rng.integers(0, 2 * padding + 1, size=n)
+    dx = rng.integers(0, 2 * padding + 1, size=n)
+    return dy, dx, rng.random(n) < 0.5
+
+
+def crop_flip(x, dy, dx, flip, padding=4, pad_mode="reflect"):
+    """Image i of x (N, C, H, W) padded by ``padding``, cut at offset (dy[i], dx[i]) and mirrored
+    left-right where flip[i]."""
     if pad_mode not in PAD_MODES:
         raise ValueError(f"pad_mode must be one of {PAD_MODES}, got {pad_mode!r}")
     if x.ndim != 4:
         raise ValueError(f"random_crop_flip expects a batch (N, C, H, W), got shape {x.shape}")
     xp = get_array_module(x)
     n, c, h, w = x.shape
-    dy = rng.integers(0, 2 * padding + 1, size=n)
-    dx = rng.integers(0, 2 * padding + 1, size=n)
-    flip = rng.random(n) < 0.5
     padded = xp.pad(x, ((0, 0), (0, 0), (padding, padding), (padding, padding)), mode=pad_mode)
     # Crop and flip are one gather: output pixel (i, :, r, s) reads padded row dy[i] + r and
     # column dx[i] + s, or dx[i] + (w - 1 - s) when image i is flipped. The index arrays are

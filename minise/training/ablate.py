@@ -57,9 +57,9 @@ except ImportError:     # Windows: no lock; --summarize rebuilds the tables if t
     fcntl = None
 
 SE_FIELDS = ("reduction_ratio", "min_hidden", "squeeze", "excitation", "placement", "se_stages")
-NOT_RUN = ("out", "data", "data_dir", "device", "cuda_graph", "threads")   # where and how a run computes, not what
+NOT_RUN = ("out", "data", "data_dir", "device", "cuda_graph", "threads", "workers")   # where and how a run computes, not what
 RUN_WIDE = {"seed": "--seeds", "out": "--out", "data": "--data", "data_dir": "--data-dir", "device": "--device",
-            "threads": "--threads"}
+            "threads": "--threads", "workers": "--workers"}
 # The TrainConfig fields that are options of the command; the model and SE fields are the grid's.
 OPTIONS = [f for f in FIELDS if f not in ("model", "seed", *SE_FIELDS)]
 RESULT_KEYS = {"name": str, "setting": str, "order": int, "seed": int, "config": dict, "status": str}

@@ -4,9 +4,11 @@ import os
 import sys
 
 from ..checkpoint import CheckpointError
+from ..distributed import launch, world
 from .config import FIELDS, TrainConfig, option_name
 from .load import read_checkpoint
 from .loop import TrainingError, train
+from . import run_folder
 from .options import add_config_options, given_options, parser
 
 EXAMPLES = [
@@ -17,7 +19,7 @@ EXAMPLES = [
     "minise train --device cuda --train-subset 0      # all 50k images on the GPU (needs CuPy)",
 ]
 # With --resume the saved settings hold; these options still apply (how the run computes and shows).
-RESUME_OPTIONS = {"resume", "no_progress", "threads"}
+RESUME_OPTIONS = {"resume", "no_progress", "threads", "workers"}
 
 
 def build_parser():
@@ -39,20 +41,38 @@ def main(argv=None):
         p.error("--resume continues a run and --overwrite replaces it: give one of them")
     progress = not args.no_progress
     try:
-        if args.resume:
-            ignored = sorted(given_options(p, argv) - RESUME_OPTIONS)
-            if ignored:
-                print(f"minise train: warning: ignoring {', '.join(option_name(d) for d in ignored)}: a resumed run "
-                      f"keeps the settings saved in {os.path.join(args.resume, 'last.npz')}", file=sys.stderr)
-            saved = read_checkpoint(os.path.join(args.resume, "last.npz")).config
-            config = dataclasses.replace(saved, out=args.resume, threads=args.threads or saved.threads)
-            train(config, resume=True, progress=progress)
-        else:
-            fields = vars(args)
-            train(TrainConfig(**{k: fields[k] for k in FIELDS}), progress=progress, overwrite=args.overwrite)
+        workers = launch.worker_count(args.workers, args.device)
+        if workers > 1 and not launch.inside_mpi():
+            return _launch(args, argv, workers)
+        with launch.stop_all_on_error("minise train"):
+            return _run(args, argv, p, progress)
     except KeyboardInterrupt:
         return 130
     except (TrainingError, CheckpointError, ValueError, RuntimeError, OSError) as err:
         print(f"minise train: error: {err}", file=sys.stderr)
         return 1
+
+
+def _launch(args, argv, workers):
+    """Check what can be checked before starting the workers (the run folder may be written), then
+    run this same command line in ``workers`` processes."""
+    if not args.resume:
+        run_folder.claim(args.out, resume=False, overwrite=args.overwrite)
+    return launch.launch("minise train", ["train", *argv], workers, args.threads or launch.threads_per_worker(workers))
+
+
+def _run(args, argv, p, progress):
+    """The command in this process: alone, or as one of the workers."""
+    if args.resume:
+        ignored = sorted(given_options(p, argv) - RESUME_OPTIONS)
+        if ignored and world().rank == 0:
+            print(f"minise train: warning: ignoring {', '.join(option_name(d) for d in ignored)}: a resumed run "
+                  f"keeps the settings saved in {os.path.join(args.resume, 'last.npz')}", file=sys.stderr)
+        saved = read_checkpoint(os.path.join(args.resume, "last.npz")).config
+        # the saved settings, but this run's worker and thread counts (any count resumes any run)
+        train(dataclasses.replace(saved, out=args.resume, threads=args.threads, workers=None), resume=True,
+              progress=progress)
+    else:
+        fields = vars(args)
+        train(TrainConfig(**{k: fields[k] for k in FIELDS}), progress=progress, overwrite=args.overwrite)
     return 0

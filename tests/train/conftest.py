@@ -101,17 +101,17 @@ def poison_batch(monkeypatch):
     (a Ctrl-C mid-epoch) or return NaN images. Returns the call counter."""
     import minise.training.loop
 
-    real = minise.training.loop.random_crop_flip
+    real = minise.training.loop.crop_flip
     calls = Counter()
 
     def install(at, action):
-        def crop_flip(x, rng, *args, **kwargs):
-            out = real(x, rng, *args, **kwargs)
+        def crop_flip(x, *args, **kwargs):
+            out = real(x, *args, **kwargs)
             calls["n"] += 1
             if calls["n"] == at:
                 return action(out)
             return out
-        monkeypatch.setattr(minise.training.loop, "random_crop_flip", crop_flip)
+        monkeypatch.setattr(minise.training.loop, "crop_flip", crop_flip)
         return calls
     return install
 

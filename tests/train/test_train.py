@@ -12,7 +12,7 @@ import pytest
 from PIL import Image
 
 from minise.checkpoint import load_checkpoint
-from minise.execution.threads import default_num_threads
+from minise.distributed.launch import threads_per_worker
 from minise.training import TrainConfig, TrainingError, build_model, evaluate, prepare_data, train
 from minise.training.run_folder import METRICS
 from minise.training.train_command import main
@@ -37,8 +37,8 @@ def read_metrics(folder):
 
 
 def recorded(config):
-    """``config`` as config.json and the checkpoints record it: the thread count made explicit."""
-    return dataclasses.replace(config, threads=default_num_threads())
+    """``config`` as config.json and the checkpoints record it: one worker, its thread count made explicit."""
+    return dataclasses.replace(config, workers=1, threads=threads_per_worker(1))
 
 
 def epoch_lines(stdout):
@@ -95,7 +95,7 @@ def test_smoke_run_prints_one_line_per_epoch(smoke_run):
     first, *lines, last = smoke_run.stdout.splitlines()
     assert len(lines) == 2
     assert first.startswith(f"training se_resnet20 into {smoke_run.out}: 2 epochs, 300 training and 200 test images")
-    assert first.endswith(f"threads: {default_num_threads()}")
+    assert first.endswith(f"workers: 1, threads per worker: {threads_per_worker(1)}")
     best = max(smoke_run.rows, key=lambda r: r["test_acc"])
     assert last.startswith(f"done: best test accuracy {100 * best['test_acc']:.2f}% at epoch {best['epoch']} of 2")
     assert f"files in {smoke_run.out} (config.json, metrics.csv, curves.png, last.npz, best.npz)" in last

@@ -1,0 +1,220 @@
+"""Starting a command's worker processes, and stopping them all when one fails.
+
+``minise train`` (also ``evaluate``) runs in the calling process with one worker; with W > 1 it
+starts ``mpiexec -n W python -m minise train ...`` (the MPICH wheel's launcher, installed with
+minise) and waits for it. Each worker then finds itself inside MPI (``comm.world()``) and runs
+the command on its shard. On several machines the user starts ``mpiexec`` themselves, with the
+same command line:
+
+    mpiexec -n 8 -hosts a,b python -m minise train --out runs/two-hosts
+
+A worker that raises reports its error in one line and ends every worker (``stop_all_on_error``);
+one that dies (a kill, the out-of-memory killer) is reported here, by rank, from what MPI's
+launcher prints, which is otherwise filtered out.
+"""
+import contextlib
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+
+from ..execution.threads import available_cpus
+from .comm import world
+
+ENV = "MINISE_WORKERS"
+RANK_FILES = "MINISE_RANK_FILES"   # a folder where each worker writes its pid, for the report of a death
+_SIGNALS = {int(s): s.name for s in signal.Signals}
+
+
+def worker_count(requested, device="cpu"):
+    """The number of worker processes: ``requested`` (``--workers``), else ``$MINISE_WORKERS``,
+    else one per GPU on cuda and one per CPU on the CPU."""
+    if requested is not None:
+        if isinstance(requested, bool) or not isinstance(requested, int) or requested < 1:
+            raise ValueError(f"--workers must be a positive whole number of processes, got {requested!r}")
+        return requested
+    text = os.environ.get(ENV, "").strip()
+    if text:
+        if not text.isdigit() or int(text) < 1:
+            raise ValueError(f"{ENV}={os.environ[ENV]!r}: expected a positive whole number of worker processes")
+        return int(text)
+    if device == "cuda":
+        from ..backend import cupy
+        return max(1, cupy.cuda.runtime.getDeviceCount()) if cupy is not None else 1
+    return available_cpus()
+
+
+def threads_per_worker(workers):
+    """Each worker's share of the CPUs, at least one: its BLAS threads."""
+    return max(1, available_cpus() // workers)
+
+
+def inside_mpi():
+    """True in a process that an MPI launcher started as one of several."""
+    return world().size > 1
+
+
+def mpiexec():
+    """The path of ``mpiexec``: the one beside this Python (the MPICH wheel's), else on PATH."""
+    beside = os.path.join(os.path.dirname(sys.executable), "mpiexec")
+    found = beside if os.path.exists(beside) else shutil.which("mpiexec")
+    if found is None:
+        raise RuntimeError("several workers need MPI's launcher mpiexec, which was not found beside "
+                           f"{sys.executable} nor on PATH: `pip install mpich mpi4py` (minise's dependencies) "
+                           "installs it; --workers 1 runs without it")
+    return found
+
+
+def launch(prog, argv, workers, threads_per_worker):
+    """Run ``python -m minise argv`` as ``workers`` MPI processes, each with its BLAS held to
+    ``threads_per_worker`` threads; return the exit code. Ctrl-C (SIGINT) and SIGTERM are passed
+    on to every worker; a worker killed by a signal is named in one line."""
+    env = dict(os.environ, OMP_NUM_THREADS=str(threads_per_worker), OPENBLAS_NUM_THREADS=str(threads_per_worker),
+               MKL_NUM_THREADS=str(threads_per_worker))
+    with tempfile.TemporaryDirectory(prefix="minise-workers-") as ranks:
+        env[RANK_FILES] = ranks
+        command = [mpiexec(), "-n", str(workers), sys.executable, "-m", "minise", *argv]
+        process = subprocess.Popen(command, env=env, stderr=subprocess.PIPE, start_new_session=True)
+        died = {}
+        reader = threading.Thread(target=_pass_through, args=(process.stderr, died), daemon=True)
+        reader.start()
+        previous = {s: signal.signal(s, lambda signum, frame: _forward(process, signum))
+                    for s in (signal.SIGINT, signal.SIGTERM)}
+        try:
+            code = _wait(process)
+        finally:
+            for s, handler in previous.items():
+                signal.signal(s, handler)
+            _stop_group(process)
+            reader.join(timeout=5)
+        if "pid" in died and code not in (0, 130) and not died.get("reported"):
+            pid, how = died.get("pid"), died.get("how", "")
+            rank = _rank_of(ranks, pid)
+            who = f"worker {rank}" if rank is not None else "a worker"
+            print(f"{prog}: error: {who} of {workers} (pid {pid}) {how}; every worker was stopped",
+                  file=sys.stderr, flush=True)
+    return code
+
+
+@contextlib.contextmanager
+def stop_all_on_error(prog):
+    """In a worker of several: an exception that leaves the block is reported in one line,
+    naming the worker, and ends every worker at once (MPI_Abort), so that none waits forever
+    in a sum. Ctrl-C ends them too, with exit code 130. In one process it does nothing."""
+    comm = world()
+    if comm.size == 1:
+        yield
+        return
+    _note_pid(comm.rank)
+    try:
+        yield
+    except KeyboardInterrupt:
+        comm.abort(130)
+    except SystemExit as stop:
+        if stop.code not in (0, None):
+            comm.abort(stop.code if isinstance(stop.code, int) else 1)
+        raise
+    except BaseException as err:                  # noqa: B902  (every failure must end every worker)
+        print(f"{prog}: error: worker {comm.rank} of {comm.size}: {type(err).__name__}: {err}",
+              file=sys.stderr, flush=True)
+        comm.abort(1)
+
+
+def _note_pid(rank):
+    folder = os.environ.get(RANK_FILES)
+    if folder and os.path.isdir(folder):
+        with open(os.path.join(folder, str(rank)), "w") as f:
+            f.write(str(os.getpid()))
+
+
+def _rank_of(folder, pid):
+    for name in os.listdir(folder):
+        with open(os.path.join(folder, name)) as f:
+            if f.read().strip() == str(pid):
+                return int(name)
+    return None
+
+
+# What MPICH's launcher prints when a process ends badly: a banner, then advice. Its PID and
+# EXIT CODE lines name the process; the rest is dropped.
+_BANNER = re.compile(rb"^(={5,}|=   |YOUR APPLICATION TERMINATED|This typically refers|Please see the FAQ|"
+                     rb"Abort\(\d+\) on node|application called MPI_Abort|\[mpiexec@|\[proxy:)")
+
+
+def _pass_through(stream, died):
+    """Copy the workers' stderr (progress bars included) to ours, less the launcher's banner;
+    note the PID and the exit code of a process it reports."""
+    err, pending = sys.stderr, b""
+    out = getattr(err, "buffer", None) or _TextWriter(err)
+    for chunk in iter(lambda: stream.read1(65536), b""):
+        pending += chunk
+        *lines, pending = pending.split(b"\n")
+        for line in lines:
+            if not _BANNER.match(line):
+                out.write(line + b"\n")
+            _note_death(line, died)
+        if pending and not _BANNER.match(pending) and b"\r" in pending:   # a progress bar's redraw
+            cut = pending.rindex(b"\r")
+            out.write(pending[:cut])
+            pending = pending[cut:]
+        out.flush()
+    if pending and not _BANNER.match(pending):
+        out.write(pending)
+        out.flush()
+
+
+class _TextWriter:
+    """Bytes to a text stream that has no binary buffer (a captured sys.stderr)."""
+
+    def __init__(self, stream):
+        self.stream = stream
+
+    def write(self, data):
+        self.stream.write(data.decode(errors="replace"))
+
+    def flush(self):
+        self.stream.flush()
+
+
+def _note_death(line, died):
+    if re.search(rb": error: worker \d+ of \d+: ", line):
+        died["reported"] = True                   # the worker said why itself
+    pid = re.search(rb"PID (\d+) RUNNING AT", line)
+    if pid and "pid" not in died:
+        died["pid"] = int(pid.group(1))
+    code = re.search(rb"EXIT CODE: (\d+)", line)
+    if code and "how" not in died:
+        died["how"] = f"exited with code {int(code.group(1))}"
+    killed = re.search(rb"EXIT STRING: .*\(signal (\d+)\)", line)
+    if killed:
+        value = int(killed.group(1))
+        died["how"] = f"was killed by signal {value}" + (f" ({_SIGNALS[value]})" if value in _SIGNALS else "")
+
+
+def _forward(process, signum):
+    """Pass SIGINT or SIGTERM on to mpiexec, which passes it on to every worker."""
+    if process.poll() is None:
+        os.kill(process.pid, signum)
+
+
+def _wait(process):
+    while True:
+        try:
+            return process.wait()
+        except KeyboardInterrupt:                 # pragma: no cover - the handler above forwards it
+            _forward(process, signal.SIGINT)
+
+
+def _stop_group(process, grace=10):
+    """Leave no process behind: mpiexec's session is killed if it is still there after ``grace`` s."""
+    try:
+        process.wait(timeout=grace)
+    except subprocess.TimeoutExpired:
+        pass
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(process.pid, signal.SIGKILL)
+    process.wait()
