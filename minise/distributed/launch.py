@@ -21,6 +21,7 @@ import subprocess
 import sys
 import tempfile
 import threading
+import time
 
 from ..execution.threads import available_cpus
 from .comm import world
@@ -72,16 +73,20 @@ def mpiexec():
 def launch(prog, argv, workers, threads_per_worker):
     """Run ``python -m minise argv`` as ``workers`` MPI processes, each with its BLAS held to
     ``threads_per_worker`` threads; return the exit code. Ctrl-C (SIGINT) and SIGTERM are passed
-    on to every worker; a worker killed by a signal is named in one line."""
+    on to every worker; a worker that dies (a kill, the out-of-memory killer) is named in one line."""
     env = dict(os.environ, OMP_NUM_THREADS=str(threads_per_worker), OPENBLAS_NUM_THREADS=str(threads_per_worker),
                MKL_NUM_THREADS=str(threads_per_worker))
     with tempfile.TemporaryDirectory(prefix="minise-workers-") as ranks:
         env[RANK_FILES] = ranks
         command = [mpiexec(), "-n", str(workers), sys.executable, "-m", "minise", *argv]
-        process = subprocess.Popen(command, env=env, stderr=subprocess.PIPE, start_new_session=True)
+        process = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                   start_new_session=True)
         died = {}
-        reader = threading.Thread(target=_pass_through, args=(process.stderr, died), daemon=True)
-        reader.start()
+        watchers = [threading.Thread(target=_pass_through, args=(process.stdout, sys.stdout, died), daemon=True),
+                    threading.Thread(target=_pass_through, args=(process.stderr, sys.stderr, died), daemon=True),
+                    threading.Thread(target=_watch, args=(process, ranks, died), daemon=True)]
+        for thread in watchers:
+            thread.start()
         previous = {s: signal.signal(s, lambda signum, frame: _forward(process, signum))
                     for s in (signal.SIGINT, signal.SIGTERM)}
         try:
@@ -90,14 +95,41 @@ def launch(prog, argv, workers, threads_per_worker):
             for s, handler in previous.items():
                 signal.signal(s, handler)
             _stop_group(process)
-            reader.join(timeout=5)
-        if "pid" in died and code not in (0, 130) and not died.get("reported"):
-            pid, how = died.get("pid"), died.get("how", "")
-            rank = _rank_of(ranks, pid)
-            who = f"worker {rank}" if rank is not None else "a worker"
-            print(f"{prog}: error: {who} of {workers} (pid {pid}) {how}; every worker was stopped",
-                  file=sys.stderr, flush=True)
+            for thread in watchers:
+                thread.join(timeout=5)
+        if code not in (0, 130) and not died.get("reported") and ("gone" in died or "pid" in died):
+            print(f"{prog}: error: {_death(died, workers)}; every worker was stopped", file=sys.stderr, flush=True)
     return code
+
+
+def _watch(process, folder, died):
+    """Note the first worker to vanish while the others run: the one that died. (MPI's launcher
+    names a process too, but when it cleans up the others it may name one of them.)"""
+    while process.poll() is None:
+        pids = {}
+        for name in os.listdir(folder):
+            with open(os.path.join(folder, name)) as f:
+                text = f.read().strip()
+            if text.isdigit():
+                pids[int(name)] = int(text)
+        gone = [(rank, pid) for rank, pid in sorted(pids.items()) if not os.path.exists(f"/proc/{pid}")]
+        if gone and process.poll() is None:
+            died.setdefault("gone", gone)
+            return
+        time.sleep(0.05)
+
+
+def _death(died, workers):
+    """'worker R of W (pid P) was killed by signal 9 (SIGKILL)', from what was seen of it."""
+    gone = died.get("gone", [])
+    if len(gone) == 1:
+        rank, pid = gone[0]
+    else:
+        pid = died.get("pid")
+        rank = next((r for r, p in gone if p == pid), None)
+    how = died.get("how") if died.get("pid") == pid else "ended without a word (killed, or out of memory)"
+    who = f"worker {rank} of {workers}" if rank is not None else f"a worker of {workers}"
+    return f"{who} (pid {pid}) {how}"
 
 
 @contextlib.contextmanager
@@ -131,25 +163,16 @@ def _note_pid(rank):
             f.write(str(os.getpid()))
 
 
-def _rank_of(folder, pid):
-    for name in os.listdir(folder):
-        with open(os.path.join(folder, name)) as f:
-            if f.read().strip() == str(pid):
-                return int(name)
-    return None
-
-
 # What MPICH's launcher prints when a process ends badly: a banner, then advice. Its PID and
 # EXIT CODE lines name the process; the rest is dropped.
 _BANNER = re.compile(rb"^(={5,}|=   |YOUR APPLICATION TERMINATED|This typically refers|Please see the FAQ|"
                      rb"Abort\(\d+\) on node|application called MPI_Abort|\[mpiexec@|\[proxy:)")
 
 
-def _pass_through(stream, died):
-    """Copy the workers' stderr (progress bars included) to ours, less the launcher's banner;
-    note the PID and the exit code of a process it reports."""
-    err, pending = sys.stderr, b""
-    out = getattr(err, "buffer", None) or _TextWriter(err)
+def _pass_through(stream, to, died):
+    """Copy what the workers print (progress bars included) to ``to``, less MPI's launcher's
+    banner; note the PID and the exit of the process it reports."""
+    out, pending = getattr(to, "buffer", None) or _TextWriter(to), b""
     for chunk in iter(lambda: stream.read1(65536), b""):
         pending += chunk
         *lines, pending = pending.split(b"\n")

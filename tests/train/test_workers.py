@@ -1,0 +1,145 @@
+"""``minise train`` with several worker processes, as a user runs it: real processes started by
+the command itself, real kills and real signals."""
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+
+from minise.checkpoint import load_checkpoint
+from minise.distributed.launch import mpiexec
+
+SMALL = dict(train_subset=100, test_subset=100, epochs=2, batch_size=25)     # the CLI test's run (conftest)
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+
+def command(data_args, out, workers, **settings):
+    options = [f"--{k.replace('_', '-')}={v}" for k, v in {**SMALL, **settings}.items()]
+    return [sys.executable, "-m", "minise", "train", *data_args, "--out", str(out), "--no-progress",
+            f"--workers={workers}", *options]
+
+
+def environment():
+    env = {k: v for k, v in os.environ.items() if k != "MINISE_WORKERS"}
+    return dict(env, PYTHONPATH=REPO, PYTHONUNBUFFERED="1")
+
+
+def workers_of(out):
+    """{rank: pid} of the live worker processes training into ``out``."""
+    found = {}
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            with open(f"/proc/{pid}/cmdline", "rb") as f:
+                cmdline = f.read().split(b"\0")
+            with open(f"/proc/{pid}/environ", "rb") as f:
+                env = dict(v.split(b"=", 1) for v in f.read().split(b"\0") if b"=" in v)
+        except OSError:
+            continue
+        if str(out).encode() in cmdline and b"PMI_RANK" in env:
+            found[int(env[b"PMI_RANK"])] = int(pid)
+    return found
+
+
+def wait_for(predicate, timeout, what):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return
+        time.sleep(0.2)
+    raise AssertionError(f"waited {timeout} s for {what}")
+
+
+def test_two_workers_train_as_one_process_does(data_args, tmp_path):
+    """One run on one worker and on two: one line per epoch (worker 0 alone prints), config.json
+    records the count, and losses and weights agree to float32 rounding (the batch's sums are
+    added in another order). A small lr keeps float32 rounding from growing over the steps; the
+    float64 tests in tests/distributed hold the two to 1e-10."""
+    runs = {}
+    for workers in (1, 2):
+        out = tmp_path / f"run{workers}"
+        done = subprocess.run(command(data_args, out, workers, lr=0.002), env=environment(), capture_output=True,
+                              text=True, timeout=600)
+        assert done.returncode == 0, done.stderr
+        assert [line.split()[1] for line in done.stdout.splitlines() if line.startswith("epoch")] == ["1/2", "2/2"]
+        assert f"workers: {workers}," in done.stdout.splitlines()[0]
+        with open(out / "config.json") as f:
+            assert json.load(f)["workers"] == workers
+        runs[workers] = load_checkpoint(out / "last.npz")
+    for row2, row1 in zip(runs[2][2]["metrics"], runs[1][2]["metrics"]):
+        assert row2["train_loss"] == pytest.approx(row1["train_loss"], rel=1e-4)
+        assert row2["test_loss"] == pytest.approx(row1["test_loss"], rel=1e-4)
+    for key, value in runs[1][0].items():
+        assert np.allclose(runs[2][0][key], value, rtol=1e-3, atol=5e-5), key
+
+
+def test_a_killed_worker_stops_the_run_and_another_count_resumes_it(data_args, tmp_path):
+    """kill -9 of worker 1 after the first epoch: every worker stops within seconds, one line names
+    the worker and the signal, no process is left, and last.npz resumes on one worker."""
+    out = tmp_path / "run"
+    run = subprocess.Popen(command(data_args, out, 2, epochs=4), env=environment(), stdout=subprocess.PIPE,
+                           stderr=subprocess.PIPE, text=True)
+    try:
+        wait_for(lambda: (out / "last.npz").exists(), 300, "the first epoch's last.npz")
+        pid = workers_of(out)[1]
+        os.kill(pid, signal.SIGKILL)
+        killed = time.monotonic()
+        stdout, stderr = run.communicate(timeout=30)
+    finally:
+        run.kill()
+    assert time.monotonic() - killed < 15
+    assert run.returncode != 0
+    reports = [line for line in stderr.splitlines() if "error" in line]
+    assert reports == [f"minise train: error: worker 1 of 2 (pid {pid}) was killed by signal 9 (SIGKILL); "
+                       "every worker was stopped"], stderr
+    assert "BAD TERMINATION" not in stderr
+    assert workers_of(out) == {}
+    epochs_done = load_checkpoint(out / "last.npz")[2]["epoch"]
+    assert epochs_done >= 1
+    resumed = subprocess.run([sys.executable, "-m", "minise", "train", "--resume", str(out), "--workers=1",
+                              "--no-progress"], env=environment(), capture_output=True, text=True, timeout=900)
+    assert resumed.returncode == 0, resumed.stderr
+    assert f"resuming {out} after epoch {epochs_done}" in resumed.stdout
+
+
+def test_ctrl_c_stops_every_worker_and_leaves_no_process(data_args, tmp_path):
+    out = tmp_path / "run"
+    run = subprocess.Popen(command(data_args, out, 2, epochs=30), env=environment(), stdout=subprocess.PIPE,
+                           stderr=subprocess.PIPE, text=True)
+    try:
+        wait_for(lambda: len(workers_of(out)) == 2 and (out / "config.json").exists(), 300, "two workers")
+        time.sleep(1)
+        run.send_signal(signal.SIGINT)
+        sent = time.monotonic()
+        stdout, stderr = run.communicate(timeout=30)
+    finally:
+        run.kill()
+    assert time.monotonic() - sent < 15
+    assert run.returncode == 130, stderr
+    assert workers_of(out) == {}
+    assert "Traceback" not in stderr
+
+
+def test_a_worker_that_raises_ends_every_worker_in_one_line(tmp_path):
+    """An error on one worker only (a bad image in its shard, say) must not leave the others
+    waiting in a sum: they all end within seconds, and the error is told once, by worker."""
+    script = tmp_path / "fail.py"
+    script.write_text(
+        "import time\n"
+        "from minise.distributed import world\n"
+        "from minise.distributed.launch import stop_all_on_error\n"
+        "comm = world()\n"
+        "with stop_all_on_error('minise train'):\n"
+        "    if comm.rank == 1:\n"
+        "        raise ValueError('cannot decode train/cat/0001.jpg')\n"
+        "    comm.barrier()\n")
+    start = time.monotonic()
+    done = subprocess.run([mpiexec(), "-n", "3", sys.executable, str(script)], env=environment(),
+                          capture_output=True, text=True, timeout=60)
+    assert time.monotonic() - start < 20
+    assert done.returncode != 0
+    told = [line for line in done.stderr.splitlines() if "cannot decode" in line]
+    assert told == ["minise train: error: worker 1 of 3: ValueError: cannot decode train/cat/0001.jpg"]
