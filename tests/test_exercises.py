@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from minise import exercises, nn
-from minise.exercises import checks, forward, grading, solutions, variants
+from minise.exercises import checks, forward, grading, hints, solutions, variants
 from minise.exercises.grading import CORRECT, NOT_YET, WRONG
 
 NOTEBOOK = pathlib.Path(__file__).parent.parent / "notebooks" / "08_build_your_own_se.ipynb"
@@ -226,7 +226,7 @@ WRONG_ANSWERS = [   # (blank, wrong answer, the finding's kind, a fragment of it
     ("sigmoid_backward", sigmoid_from_x, "derivative_at_input", "from the input"),
     ("sigmoid_backward", sigmoid_wrong_sign, "sign_flipped", "wrong sign"),
     ("excite_backward", excite_sigmoid_from_e, "sigma_prime_at_e", "from its input e"),
-    ("excite_backward", excite_without_sigma_prime, "sigma_prime_missing", "derivative s (1 - s) is missing"),
+    ("excite_backward", excite_without_sigma_prime, "sigma_prime_missing", "its derivative is missing"),
     ("excite_backward", excite_sigma_applied_to_s, "sigma_of_s", "applied to s"),
     ("excite_backward", excite_mask_from_dh, "relu_mask_from_gradient", "mask is taken from the gradient"),
     ("excite_backward", excite_db2_over_channels, "db2_over_channels", "channel axis 1"),
@@ -325,6 +325,36 @@ def test_an_unknown_exercise_or_a_non_function_is_refused():
         exercises.check(relu_in_place)
     with pytest.raises(TypeError, match="squeeze_backward"):   # the message shows the call
         exercises.check(None)
+
+
+# ---- hints in steps ----------------------------------------------------------------------------
+def test_hints_go_from_the_wrong_output_to_its_path_to_its_formula_to_the_solution():
+    name = "linear_backward"
+    hints._taken.pop(name, None)
+    checks.LAST.pop(name, None)
+    assert "check" in exercises.hint(name) and name not in hints._taken      # nothing checked yet
+    exercises.check(linear_dW_not_transposed, name)
+    steps = [exercises.hint(name) for _ in range(hints.STEPS + 1)]
+    assert steps[0].startswith("Wrong: dW; right: dx, db")
+    assert steps[1].startswith("Which path") and "W[o, i]" in steps[1]
+    assert steps[2].startswith("The formula of dW") and "dout.T @ x" in steps[2]
+    assert "show_solution('linear_backward')" in steps[3] and steps[4] == steps[3]
+    assert "dout.T @ x" not in "".join(steps[:2])                         # the formula only at step 3
+
+
+def test_a_hint_names_the_first_wrong_output_of_a_composite():
+    exercises.check(excite_db2_over_channels, "excite_backward")
+    assert exercises.hint("excite_backward", 1).startswith("Wrong: db2; right: dz, dW1, dW2")
+    assert "db2 = de.sum(axis=0)" in exercises.hint("excite_backward", 3)
+    exercises.check(solutions.excite_backward)
+    assert "already correct" in exercises.hint("excite_backward")
+
+
+def test_hint_refuses_an_unknown_blank_or_step():
+    with pytest.raises(ValueError, match="no_such_backward"):
+        exercises.hint("no_such_backward")
+    with pytest.raises(ValueError, match="1 to 4"):
+        exercises.hint("relu_backward", 5)
 
 
 def test_show_solution_prints_the_answer(capsys):

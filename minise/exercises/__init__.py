@@ -19,7 +19,8 @@ The blanks, in the order the notebook asks for them (shapes in ``forward``'s doc
     rescale_backward(dout, x, s) -> (dx, ds)
     se_block_backward(dout, x, W1, W2, b2) -> (dx, dW1, dW2, db2)
 
-``show_solution(name)`` prints one answer (``minise.exercises.solutions``).
+``hint(name)`` gives hints in steps: which output is wrong, which path, the formula, then where
+the answer is; ``show_solution(name)`` prints one answer (``minise.exercises.solutions``).
 """
 import inspect
 
@@ -27,6 +28,7 @@ from . import solutions
 from .checks import CASES, check
 from .forward import excite, rescale, se_block, squeeze
 from .grading import Feedback
+from .hints import hint
 
 
 def show_solution(name):
@@ -36,4 +38,4 @@ def show_solution(name):
     print(inspect.getsource(getattr(solutions, name)))
 
 
-__all__ = ["CASES", "Feedback", "check", "excite", "rescale", "se_block", "show_solution", "squeeze"]
+__all__ = ["CASES", "Feedback", "check", "excite", "hint", "rescale", "se_block", "show_solution", "squeeze"]

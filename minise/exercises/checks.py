@@ -158,10 +158,18 @@ def se_block_case(rng, sizes):
     return args, outputs, "SEBlock.backward", {**sizes, "C//r": C // REDUCTION}, {}
 
 
+OUTPUTS = {"squeeze_backward": ("dx",), "linear_backward": ("dx", "dW", "db"), "relu_backward": ("dx",),
+           "sigmoid_backward": ("dx",), "excite_backward": ("dz", "dW1", "dW2", "db2"),
+           "rescale_backward": ("dx", "ds"), "se_block_backward": ("dx", "dW1", "dW2", "db2")}
 CASES = {case.__name__.removesuffix("_case") + "_backward": case for case in
          (squeeze_case, linear_case, relu_case, sigmoid_case, excite_case, rescale_case, se_block_case)}
 BLANKS = dict(variants.BLANKS)
 SLIPS = dict(variants.SLIPS)
+
+
+def output_names(exercise):
+    """The names of what blank ``exercise`` returns, in order."""
+    return OUTPUTS[exercise]
 
 
 def make_cases(exercise, rng=None):

@@ -90,6 +90,7 @@ class Finding:
     message: str
     outputs: list = field(default_factory=list)
     gradient_error: float = None
+    concerns: list = field(default_factory=list)     # the outputs it is about, named in the message or not
 
     def __str__(self):
         text = f"{', '.join(self.outputs)}: {self.message}" if self.outputs else self.message
@@ -109,7 +110,7 @@ class Feedback:
 
     @property
     def wrong_outputs(self):
-        return [name for f in self.findings for name in f.outputs]
+        return [name for f in self.findings for name in f.concerns]
 
     @property
     def passed(self):
@@ -173,11 +174,13 @@ def grade_one(case, fn):
         if problem is None:
             verdicts.append(_verdict(case, output, got))
             continue
+        problem.concerns = [output.name]
         same = next((f for f in findings if f.outputs and (f.kind, f.message) == (problem.kind, problem.message)), None)
         if same is None:
             findings.append(problem)
         else:                                 # one mistake that spoils several outputs
             same.outputs += problem.outputs
+            same.concerns += problem.concerns
             errors = [e for e in (same.gradient_error, problem.gradient_error) if e is not None]
             same.gradient_error = max(errors) if errors else None
     if any(f.kind == "not_implemented" for f in findings):

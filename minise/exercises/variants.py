@@ -45,9 +45,9 @@ SLIPS = {
         "sign_flipped": "dx has the wrong sign: sigma is increasing, so sigma' > 0",
     },
     "excite_backward": {
-        "sigma_prime_at_e": "the sigmoid's derivative is taken from its input e: s (1 - s) is written with its output s",
-        "sigma_of_s": "the sigmoid is applied to s before its derivative: sigma'(e) = s (1 - s), with s itself",
-        "sigma_prime_missing": "the sigmoid's backward is skipped (de = ds): its derivative s (1 - s) is missing",
+        "sigma_prime_at_e": "the sigmoid's derivative is taken from its input e: its formula is written with the output s",
+        "sigma_of_s": "the sigmoid is applied to s before its derivative is taken: s is already the sigmoid's output",
+        "sigma_prime_missing": "the sigmoid's backward is skipped: de = ds, its derivative is missing",
         "relu_skipped": "the ReLU's backward is skipped: the gradient is not zeroed where a <= 0",
         "relu_mask_from_gradient": "the ReLU's mask is taken from the gradient (dh > 0): it belongs to the forward value a",
         "weights_swapped": "the weights are swapped: the gradient goes back through each FC layer's own weight "
