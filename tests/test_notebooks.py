@@ -57,3 +57,25 @@ def test_a_failing_cell_is_named(tmp_path):
 
 def test_there_are_notebooks():
     assert len(NOTEBOOKS) >= 1, "notebooks/ holds no notebook"
+
+
+LESSONS = [p for p in NOTEBOOKS if p.name[:2] in ("01", "02", "03", "04", "08", "09")]
+
+
+@pytest.mark.parametrize("path", LESSONS, ids=[p.name for p in LESSONS])
+def test_no_answer_is_in_view(path):
+    """The cells a learner edits hold an empty answer or a stub; no solution is written out in a
+    markdown cell; the committed outputs print no verdict but 'not yet'."""
+    import nbformat
+
+    notebook = nbformat.read(path, as_version=4)
+    edited = [c for c in notebook.cells if {"answer", "blank"} & set(c.metadata.get("tags", []))]
+    assert edited, f"{path.name} marks no cell as the learner's"
+    for cell in edited:
+        code = [line for line in cell.source.splitlines() if line.strip() and not line.strip().startswith(("#", '"""'))]
+        assert code[-1].strip() in ("raise NotImplementedError",) or code == [code[0]] and "= None" in code[0], cell.source
+    for cell in notebook.cells:
+        assert "<details>" not in cell.source and "# the solution" not in cell.source, cell.source[:200]
+        for output in cell.get("outputs", []):
+            text = output.get("text", "") + str(output.get("data", {}).get("text/plain", ""))
+            assert ": correct" not in text and "is what minise measures" not in text, text[:200]

@@ -107,6 +107,7 @@ class Feedback:
     findings: list = field(default_factory=list)
     verdicts: list = field(default_factory=list)
     case: str = ""           # the case the findings come from, e.g. "N=3, C=4, H=5, W=7, float64"
+    stuck: str = None        # what to do when stuck; None: the blank's hints
 
     @property
     def wrong_outputs(self):
@@ -124,8 +125,10 @@ class Feedback:
         lines = [f"{self.function}: {self.status}" + (f" (on the case {self.case})" if self.case else "")]
         lines += [f"  ✗ {f}" for f in self.findings]
         lines += [f"  ✓ {v}" for v in self.verdicts]
-        if self.status == WRONG:
-            lines.append(f"  (stuck? exercises.hint({self.function!r}) gives a hint, one step more each call)")
+        stuck = (f"exercises.hint({self.function!r}) gives a hint, one step more each call"
+                 if self.stuck is None else self.stuck)
+        if self.status == WRONG and stuck:
+            lines.append(f"  (stuck? {stuck})")
         return "\n".join(lines)
 
     __repr__ = __str__
@@ -139,7 +142,7 @@ def grade(cases, fn):
         feedback = grade_one(case, fn)
         first = first or feedback
         if not feedback.passed:
-            feedback.case = case.label
+            feedback.case = case.label if feedback.status == WRONG else ""
             if right_on:
                 feedback.findings.append(Finding("case_dependent", (
                     f"it was right on the case {right_on[0]} and is wrong on this one: does it use a "

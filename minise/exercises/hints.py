@@ -19,23 +19,23 @@ PATHS = {
         "dW": "W[o, i] multiplies x[n, i] in output o of every sample n: its gradient sums over the batch.",
         "db": "b[o] is added to output o of every sample: its gradient sums over the batch."},
     "relu_backward": {
-        "dx": "max(x, 0) has slope 1 where x > 0 and 0 elsewhere (notebook 02, the ReLU's backward)."},
+        "dx": "max(x, 0) has slope 1 where x > 0 and 0 elsewhere (notebook 02, 'Backward, piece by piece')."},
     "sigmoid_backward": {
         "dx": "sigma' can be written with the sigmoid's output alone (notebook 02, Exercise 2.1 derives it)."},
     "excite_backward": {
         "dz": "dz is the end of the whole chain back through sigmoid, FC2, ReLU, FC1, in that order: check "
-              "each step's backward (notebook 02, 'Backward').",
+              "each step's backward (notebook 02, 'The whole excitation').",
         "dW1": "dW1 comes from the first FC: its output's gradient (after the ReLU's backward) and its input z.",
         "dW2": "dW2 comes from the second FC: its output's gradient (after the sigmoid's backward) and its input h.",
         "db2": "db2 comes from the second FC: its output's gradient after the sigmoid's backward, over the batch."},
     "rescale_backward": {
         "dx": "out = x * s is a product: x's gradient is the upstream gradient times the other factor "
-              "(notebook 03, 'Backward: the product rule').",
+              "(notebook 03, 'Backward: two paths').",
         "ds": "one gate s[n, c] multiplied all H*W pixels of its channel: their gradients reach it together "
-              "(notebook 03, 'Backward: the product rule')."},
+              "(notebook 03, 'Backward: two paths')."},
     "se_block_backward": {
         "dx": "x reaches the output on two paths, as the factor of x * s and through s = excite(squeeze(x)): "
-              "the two paths' gradients add (notebook 03, 'Two paths').",
+              "the two paths' gradients add (notebook 03, 'Backward: two paths').",
         "dW1": "the FC weights are reached only through s: rescale's ds, then the excitation's backward.",
         "dW2": "the FC weights are reached only through s: rescale's ds, then the excitation's backward.",
         "db2": "the FC bias is reached only through s: rescale's ds, then the excitation's backward."},
