@@ -11,6 +11,7 @@ one an answer matches.
 import numpy
 
 from .. import nn
+from ..nn import textbook
 from ..gradcheck import numeric_gradient
 from . import forward, variants
 from .grading import NOT_YET, WRONG, Case, Finding, Mistake, Output, grade
@@ -158,11 +159,51 @@ def se_block_case(rng, sizes):
     return args, outputs, "SEBlock.backward", {**sizes, "C//r": C // REDUCTION}, {}
 
 
+BN_EPS = 0.1      # large enough that leaving eps out, or adding it outside the root, shows
+
+
+def batch_norm_case(rng, sizes):
+    """Checked against the textbook loops (``nn.textbook.batch_norm2d_backward``) and central
+    differences of the library's BatchNorm2d in training mode."""
+    N, C, H, W = (sizes[k] for k in "NCHW")
+    bn = nn.BatchNorm2d(C, eps=BN_EPS).double()
+    bn.weight.data[...] = rng.uniform(0.5, 2, C)
+    bn.bias.data[...] = rng.standard_normal(C)
+    x = rng.normal(1, 2, (N, C, H, W))
+    dout = rng.standard_normal((N, C, H, W))
+    expected = textbook.batch_norm2d_backward(dout, x, bn.weight.data, bn.bias.data, BN_EPS)
+    numeric = _numeric(lambda: float((bn(x) * dout).sum()), x, bn.weight.data, bn.bias.data)
+    outputs = [Output("dx", "(N, C, H, W)", expected[0], numeric[0]),
+               Output("dgamma", "(C,)", expected[1], numeric[1], "dgamma has gamma's shape: one entry per channel."),
+               Output("dbeta", "(C,)", expected[2], numeric[2], "dbeta has beta's shape: one entry per channel.")]
+    return ({"dout": dout, "x": x, "gamma": bn.weight.data.copy(), "eps": BN_EPS}, outputs,
+            "nn.textbook.batch_norm2d_backward (the loops)", sizes, {})
+
+
+def conv_case(rng, sizes):
+    """A 3x3 convolution with padding 1, checked against the textbook loops
+    (``nn.textbook.conv2d_backward``) and central differences of the library's Conv2d."""
+    N, C, H, W = (sizes[k] for k in "NCHW")
+    O = C + 1
+    nn.manual_seed(int(rng.integers(1000)))
+    conv = nn.Conv2d(C, O, 3, padding=1).double()
+    x, dout = rng.standard_normal((N, C, H, W)), rng.standard_normal((N, O, H, W))
+    expected = textbook.conv2d_backward(dout, x, conv.weight.data, conv.bias.data, padding=1)
+    numeric = _numeric(lambda: float((conv(x) * dout).sum()), x, conv.weight.data, conv.bias.data)
+    outputs = [Output("dx", "(N, C, H, W)", expected[0], numeric[0], "dx has x's shape, without the padding."),
+               Output("dweight", "(O, C, kh, kw)", expected[1], numeric[1], "dweight has weight's shape."),
+               Output("dbias", "(O,)", expected[2], numeric[2], "dbias has the bias's shape: one entry per output channel.")]
+    return ({"dout": dout, "x": x, "weight": conv.weight.data.copy(), "padding": 1}, outputs,
+            "nn.textbook.conv2d_backward (the loops)", {**sizes, "O": O}, {})
+
+
 OUTPUTS = {"squeeze_backward": ("dx",), "linear_backward": ("dx", "dW", "db"), "relu_backward": ("dx",),
            "sigmoid_backward": ("dx",), "excite_backward": ("dz", "dW1", "dW2", "db2"),
-           "rescale_backward": ("dx", "ds"), "se_block_backward": ("dx", "dW1", "dW2", "db2")}
+           "rescale_backward": ("dx", "ds"), "se_block_backward": ("dx", "dW1", "dW2", "db2"),
+           "batch_norm_backward": ("dx", "dgamma", "dbeta"), "conv_backward": ("dx", "dweight", "dbias")}
 CASES = {case.__name__.removesuffix("_case") + "_backward": case for case in
-         (squeeze_case, linear_case, relu_case, sigmoid_case, excite_case, rescale_case, se_block_case)}
+         (squeeze_case, linear_case, relu_case, sigmoid_case, excite_case, rescale_case, se_block_case,
+          batch_norm_case, conv_case)}
 BLANKS = dict(variants.BLANKS)
 SLIPS = dict(variants.SLIPS)
 

@@ -39,6 +39,17 @@ PATHS = {
         "dW1": "the FC weights are reached only through s: rescale's ds, then the excitation's backward.",
         "dW2": "the FC weights are reached only through s: rescale's ds, then the excitation's backward.",
         "db2": "the FC bias is reached only through s: rescale's ds, then the excitation's backward."},
+    "batch_norm_backward": {
+        "dx": "in training, x reaches the output three ways: directly through x - mu, through the mean mu and "
+              "through the variance var, both computed from the batch (notebook 09, 'BatchNorm's backward').",
+        "dgamma": "gamma multiplies x_hat at every value of its channel: the gradients of all N*H*W values add up.",
+        "dbeta": "beta is added at every value of its channel: the gradients of all N*H*W values add up."},
+    "conv_backward": {
+        "dx": "each kernel offset (i, j) read a window of the padded input with weight[:, :, i, j]: send "
+              "dout back to that window through the same weights, then drop the padding (notebook 09, "
+              "'The convolution's backward').",
+        "dweight": "weight[o, c, i, j] multiplied the window x_pad[:, c, i:i+Ho, j:j+Wo] into output channel o.",
+        "dbias": "bias[o] was added to every output pixel of channel o, in every sample."},
 }
 
 FORMULAS = {
@@ -61,6 +72,15 @@ FORMULAS = {
         "dW1": "dW1, dW2, db2 are what excite_backward(ds, cache, W1, W2) returns, with ds from rescale_backward",
         "dW2": "dW1, dW2, db2 are what excite_backward(ds, cache, W1, W2) returns, with ds from rescale_backward",
         "db2": "dW1, dW2, db2 are what excite_backward(ds, cache, W1, W2) returns, with ds from rescale_backward"},
+    "batch_norm_backward": {
+        "dx": "dx = gamma / sqrt(var + eps) * (dout - mean(dout) - x_hat * mean(dout * x_hat)), means over (0, 2, 3)",
+        "dgamma": "dgamma = (dout * x_hat).sum(axis=(0, 2, 3))",
+        "dbeta": "dbeta = dout.sum(axis=(0, 2, 3))"},
+    "conv_backward": {
+        "dx": "for each (i, j): dx_pad[:, :, i:i+Ho, j:j+Wo] += einsum('nohw,oc->nchw', dout, weight[:, :, i, j]); "
+              "dx = dx_pad[:, :, p:p+H, p:p+W]",
+        "dweight": "for each (i, j): dweight[:, :, i, j] = einsum('nohw,nchw->oc', dout, x_pad[:, :, i:i+Ho, j:j+Wo])",
+        "dbias": "dbias = dout.sum(axis=(0, 2, 3))"},
 }
 
 STEPS = 4
@@ -72,12 +92,6 @@ class Hint(str):
 
     def __repr__(self):
         return str(self)
-
-
-def register(paths, formulas):
-    """Add the hint texts of further blanks (the layer exercises)."""
-    PATHS.update(paths)
-    FORMULAS.update(formulas)
 
 
 def hint(name, step=None):

@@ -87,6 +87,34 @@ SLIPS = {
         "db2_over_channels": "db2 is summed over the channel axis 1: sum over the batch axis 0",
         "db2_mean": "db2 is the mean over the batch: the batch's gradients add up",
     },
+    "batch_norm_backward": {
+        "eval_formula": "dx treats the mean and the variance as constants, as in eval mode: in training "
+                        "they depend on x, and both of their paths are missing",
+        "mean_path_missing": "the path through the mean is missing: each x moves its channel's mean",
+        "var_path_missing": "the path through the variance is missing: each x moves its channel's variance",
+        "gamma_missing": "dx is missing the factor gamma: out = gamma * x_hat + beta",
+        "unbiased_variance": "the variance is divided by M - 1: training normalises with the biased variance (M)",
+        "eps_missing": "eps is left out of the standard deviation",
+        "eps_outside_sqrt": "eps is added to the standard deviation: it belongs under the square root, with the variance",
+        "stats_per_sample": "the statistics are taken per sample, over (H, W) only: BatchNorm's are over the "
+                            "batch too, (N, H, W)",
+        "dgamma_without_xhat": "dgamma sums dout alone: gamma multiplies x_hat",
+        "dgamma_from_x": "dgamma sums dout times x: gamma multiplies the normalised x_hat, not x",
+        "dgamma_mean": "dgamma is a mean over the channel's values: their gradients add up",
+        "dbeta_over_batch_only": "dbeta is summed over the batch only, shape (C, H, W): beta has one entry per "
+                                 "channel, shared by every pixel too",
+    },
+    "conv_backward": {
+        "dweight_flipped": "dweight is flipped in h and w: the forward is a cross-correlation, its weight "
+                           "gradient is not flipped",
+        "dx_kernel_not_flipped": "dx slides the kernel over dout without flipping it: sending each output's "
+                                 "gradient back to the inputs it read flips the kernel",
+        "dweight_mean": "dweight is divided by N: the batch's gradients add up",
+        "dbias_mean": "dbias is a mean: every output pixel of every sample added the bias, their gradients add up",
+        "dbias_over_batch_only": "dbias is summed over the batch only: the bias is shared by every output pixel too",
+        "padding_not_cropped": "dx has the padded shape: the padding's border is not part of x, crop it off",
+        "cropped_wrong_corner": "dx is cropped from the padded gradient's corner: x sits padding pixels in from each edge",
+    },
 }
 _EXCITE_SLIPS = set(SLIPS["excite_backward"])
 _RESCALE_SLIPS = {"dx_missing_s", "ds_missing_x", "ds_mean"}
@@ -186,7 +214,57 @@ def se_block_backward(dout, x, W1, W2, b2, slip=None):
     return dx, dW1, dW2, db2
 
 
+def batch_norm_backward(dout, x, gamma, eps, slip=None):
+    """BatchNorm2d in training mode. dout, x: (N, C, H, W), gamma: (C,) -> (dx, dgamma, dbeta):
+    dx = gamma / std * (dout - mean(dout) - x_hat * mean(dout * x_hat)), means over (N, H, W)."""
+    _check("batch_norm_backward", slip)
+    xp = get_array_module(x)
+    axes = (2, 3) if slip == "stats_per_sample" else (0, 2, 3)
+    M = x.shape[2] * x.shape[3] * (1 if slip == "stats_per_sample" else x.shape[0])   # values per statistic
+    mu = x.mean(axis=axes, keepdims=True)
+    var = ((x - mu) ** 2).sum(axis=axes, keepdims=True) / (M - 1 if slip == "unbiased_variance" else M)
+    std = {"eps_missing": lambda: xp.sqrt(var), "eps_outside_sqrt": lambda: xp.sqrt(var) + eps}.get(
+        slip, lambda: xp.sqrt(var + eps))()
+    x_hat = (x - mu) / std
+    scale = (1 if slip == "gamma_missing" else gamma[None, :, None, None]) / std
+    mean_path = 0 if slip in ("eval_formula", "mean_path_missing") else dout.mean(axis=axes, keepdims=True)
+    var_path = 0 if slip in ("eval_formula", "var_path_missing") else x_hat * (dout * x_hat).mean(axis=axes, keepdims=True)
+    dx = scale * (dout - mean_path - var_path)
+    dgamma = {"dgamma_without_xhat": lambda: dout.sum(axis=(0, 2, 3)),
+              "dgamma_from_x": lambda: (dout * x).sum(axis=(0, 2, 3)),
+              "dgamma_mean": lambda: (dout * x_hat).mean(axis=(0, 2, 3))}.get(
+        slip, lambda: (dout * x_hat).sum(axis=(0, 2, 3)))()
+    dbeta = dout.sum(axis=0) if slip == "dbeta_over_batch_only" else dout.sum(axis=(0, 2, 3))
+    return dx, dgamma, dbeta
+
+
+def conv_backward(dout, x, weight, padding, slip=None):
+    """Conv2d, stride 1. dout: (N, O, Ho, Wo), x: (N, C, H, W), weight: (O, C, kh, kw) ->
+    (dx, dweight, dbias), one kernel offset (i, j) at a time: that offset read the input window
+    x_pad[:, :, i:i+Ho, j:j+Wo] with the weights weight[:, :, i, j]."""
+    _check("conv_backward", slip)
+    xp = get_array_module(x)
+    (N, C, H, W), (O, _, kh, kw), (Ho, Wo), p = x.shape, weight.shape, dout.shape[2:], padding
+    x_pad = xp.pad(x, ((0, 0), (0, 0), (p, p), (p, p)))
+    dx_pad, dweight = xp.zeros_like(x_pad), xp.zeros_like(weight)
+    for i in range(kh):
+        for j in range(kw):
+            window = (slice(None), slice(None), slice(i, i + Ho), slice(j, j + Wo))
+            dweight[:, :, i, j] = xp.einsum("nohw,nchw->oc", dout, x_pad[window])
+            w_ij = weight[:, :, kh - 1 - i, kw - 1 - j] if slip == "dx_kernel_not_flipped" else weight[:, :, i, j]
+            dx_pad[window] += xp.einsum("nohw,oc->nchw", dout, w_ij)
+    if slip == "dweight_flipped":
+        dweight = dweight[:, :, ::-1, ::-1].copy()
+    if slip == "dweight_mean":
+        dweight = dweight / N
+    dbias = {"dbias_mean": lambda: dout.mean(axis=(0, 2, 3)), "dbias_over_batch_only": lambda: dout.sum(axis=0)}.get(
+        slip, lambda: dout.sum(axis=(0, 2, 3)))()
+    crop = {"padding_not_cropped": dx_pad, "cropped_wrong_corner": dx_pad[:, :, :H, :W]}
+    return crop.get(slip, dx_pad[:, :, p:p + H, p:p + W]), dweight, dbias
+
+
 BLANKS = {"squeeze_backward": squeeze_backward, "linear_backward": linear_backward,
           "relu_backward": relu_backward, "sigmoid_backward": sigmoid_backward,
           "excite_backward": excite_backward, "rescale_backward": rescale_backward,
-          "se_block_backward": se_block_backward}
+          "se_block_backward": se_block_backward, "batch_norm_backward": batch_norm_backward,
+          "conv_backward": conv_backward}
