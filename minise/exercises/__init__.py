@@ -21,6 +21,14 @@ The blanks, in the order the notebook asks for them (shapes in ``forward``'s doc
     rescale_backward(dout, x, s) -> (dx, ds)
     se_block_backward(dout, x, W1, W2, b2) -> (dx, dW1, dW2, db2)
 
+and notebooks/09_build_the_layers_you_use.ipynb's, checked against ``nn.textbook``'s loops:
+
+    batch_norm_backward(dout, x, gamma, eps) -> (dx, dgamma, dbeta)         training mode
+    conv_backward(dout, x, weight, padding) -> (dx, dweight, dbias)         stride 1
+
+``variants`` holds the catalogue of typical mistakes the checks name (``variants.SLIPS``);
+``your_layers.with_your_backward`` puts your SE block's and BatchNorm's backward into a model.
+
 ``hint(name)`` gives hints in steps: which output is wrong, which path, the formula, then where
 the answer is; ``show_solution(name)`` prints one answer (``minise.exercises.solutions``).
 ``check_answer("2.2", answer)`` judges the numeric exercises of notebooks 01-04 (``answers``).

@@ -235,8 +235,7 @@ QUESTIONS = {
                     "notebook 04: each gate multiplies the signal by its value",
                     typical={4.5: "the gates multiply, they do not add"}),
     "4.5": Question("number", "standard minus SE-PRE parameters", _se_pre_difference,
-                    "notebook 04: only the blocks that change width place a narrower SE block; with 4 hidden units "
-                    "an SE block of C channels has 9C parameters"),
+                    "notebook 04: only the blocks that change width get a different SE block; count one with 4 hidden units"),
 }
 
 

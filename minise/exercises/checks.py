@@ -8,6 +8,8 @@ tolerance. Each case runs the library's layer for the right answer and computes 
 the blank's catalogue (``variants.SLIPS``) on the same arrays, so that the grader can name the
 one an answer matches.
 """
+import functools
+
 import numpy
 
 from .. import nn
@@ -50,7 +52,8 @@ def _away_from_zero(rng, shape):
 
 
 def _numeric(f, *arrays):
-    return [numeric_gradient(f, a) for a in arrays]
+    """Central differences of f with respect to each array, each computed when first asked for."""
+    return [functools.partial(numeric_gradient, f, a) for a in arrays]
 
 
 def _se_params(se):
