@@ -75,6 +75,19 @@ def squeeze_case(rng, sizes):
     return {"dz": dz, "x_shape": x.shape}, [dx], "SEBlock.squeeze_backward", sizes, hints
 
 
+def max_squeeze_case(rng, sizes):
+    """Notebook 01's Exercise 1.4: the backward of a global max pooling squeeze."""
+    N, C, H, W = (sizes[k] for k in "NCHW")
+    pool = nn.AdaptiveMaxPool2d((1, 1))
+    x = rng.permuted(rng.standard_normal((N, C, H * W)) + numpy.arange(H * W) * 0.1, axis=2).reshape(N, C, H, W)
+    dz = rng.standard_normal((N, C))
+    pool(x)
+    [numeric] = _numeric(lambda: float((pool(x).reshape(N, C) * dz).sum()), x)
+    dx = Output("dx", "(N, C, H, W)", pool.backward(dz.reshape(N, C, 1, 1)), numeric,
+                "dx has x's shape: one gradient per input pixel.")
+    return {"x": x, "dz": dz}, [dx], "nn.AdaptiveMaxPool2d((1, 1)).backward", sizes, {}
+
+
 def linear_case(rng, sizes):
     N, n_in, n_out = sizes["N"], 5 + sizes["H"] % 3, 3 + sizes["W"] % 2
     nn.manual_seed(int(rng.integers(1000)))
@@ -200,12 +213,12 @@ def conv_case(rng, sizes):
             "nn.textbook.conv2d_backward (the loops)", {**sizes, "O": O}, {})
 
 
-OUTPUTS = {"squeeze_backward": ("dx",), "linear_backward": ("dx", "dW", "db"), "relu_backward": ("dx",),
+OUTPUTS = {"squeeze_backward": ("dx",), "max_squeeze_backward": ("dx",), "linear_backward": ("dx", "dW", "db"), "relu_backward": ("dx",),
            "sigmoid_backward": ("dx",), "excite_backward": ("dz", "dW1", "dW2", "db2"),
            "rescale_backward": ("dx", "ds"), "se_block_backward": ("dx", "dW1", "dW2", "db2"),
            "batch_norm_backward": ("dx", "dgamma", "dbeta"), "conv_backward": ("dx", "dweight", "dbias")}
 CASES = {case.__name__.removesuffix("_case") + "_backward": case for case in
-         (squeeze_case, linear_case, relu_case, sigmoid_case, excite_case, rescale_case, se_block_case,
+         (squeeze_case, max_squeeze_case, linear_case, relu_case, sigmoid_case, excite_case, rescale_case, se_block_case,
           batch_norm_case, conv_case)}
 BLANKS = dict(variants.BLANKS)
 SLIPS = dict(variants.SLIPS)

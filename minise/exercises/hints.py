@@ -14,6 +14,9 @@ PATHS = {
     "squeeze_backward": {
         "dx": "z[n, c] is the mean of the H*W pixels of channel c of sample n, so each of those pixels "
               "moved z[n, c] by the same amount (notebook 01, 'Backward: the gradient spreads evenly')."},
+    "max_squeeze_backward": {
+        "dx": "z[n, c] is the largest pixel of its map: moving any other pixel a little leaves z unchanged "
+              "(notebook 01, Exercise 1.4's question)."},
     "linear_backward": {
         "dx": "x reaches every output feature through a row of W: the chain rule sums over the output features.",
         "dW": "W[o, i] multiplies x[n, i] in output o of every sample n: its gradient sums over the batch.",
@@ -54,6 +57,7 @@ PATHS = {
 
 FORMULAS = {
     "squeeze_backward": {"dx": "dx[n, c, h, w] = dz[n, c] / (H * W), the same on every pixel of the channel."},
+    "max_squeeze_backward": {"dx": "dx = zeros like x; dx[n, c] at the position of x[n, c]'s maximum = dz[n, c]"},
     "linear_backward": {"dx": "dx = dout @ W        (N, out) @ (out, in)",
                         "dW": "dW = dout.T @ x      (out, N) @ (N, in)",
                         "db": "db = dout.sum(axis=0)"},

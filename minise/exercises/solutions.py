@@ -16,6 +16,20 @@ def squeeze_backward(dz, x_shape):
     return xp.ones(x_shape, dtype=dz.dtype) * (dz / (H * W))[:, :, None, None]
 
 
+def max_squeeze_backward(x, dz):
+    """z = max over h, w of x. x: (N, C, H, W), dz: (N, C) -> dx: (N, C, H, W).
+
+    Only the largest pixel of each map moves z, with slope 1: it gets all of dz, the others 0.
+    """
+    N, C, H, W = x.shape
+    xp = get_array_module(x)
+    flat = x.reshape(N, C, H * W)
+    dx = xp.zeros_like(flat)
+    winner = flat.argmax(axis=2)                        # (N, C): where each map's maximum is
+    xp.put_along_axis(dx, winner[:, :, None], dz[:, :, None], axis=2)
+    return dx.reshape(N, C, H, W)
+
+
 def linear_backward(dout, x, W):
     """out = x @ W.T + b.  dout: (N, out), x: (N, in), W: (out, in) -> (dx, dW, db).
 

@@ -22,6 +22,13 @@ SLIPS = {
         "one_pixel": "dz went to a single pixel of each map, as in a max squeeze: an average spreads it over all of them",
         "not_spread": "dz / (H*W) came back with shape (N, C, 1, 1): it must be copied to every pixel, (N, C, H, W)",
     },
+    "max_squeeze_backward": {
+        "spread_evenly": "dz is spread evenly over the map, as in the average squeeze: only the largest pixel moved the maximum",
+        "divided_by_pixels": "the largest pixel got dz / (H*W): it moved the maximum one for one, so it gets all of dz",
+        "smallest_pixel": "dz went to the smallest pixel of each map: the maximum is the largest",
+        "first_pixel": "dz went to the first pixel of each map, whichever pixel was largest",
+        "not_spread": "dx came back with shape (N, C, 1, 1): it has the input's shape, zero except at each map's largest pixel",
+    },
     "linear_backward": {
         "dW_transposed": "dW is x.T @ dout, the transpose: it must have W's shape (out, in)",
         "dW_mean": "dW is divided by N: the batch's gradients add up, the loss already holds any 1/N",
@@ -138,6 +145,22 @@ def squeeze_backward(dz, x_shape, slip=None):
                "divided_by_N": N * H * W}.get(slip, H * W)
     share = (dz / divisor)[:, :, None, None]
     return share if slip == "not_spread" else xp.ones(x_shape, dtype=dz.dtype) * share
+
+
+def max_squeeze_backward(x, dz, slip=None):
+    """z = max over h, w of x. x: (N, C, H, W), dz: (N, C) -> dx: all of dz at each map's largest pixel."""
+    _check("max_squeeze_backward", slip)
+    N, C, H, W = x.shape
+    if slip in ("spread_evenly", "not_spread"):
+        share = (dz / (H * W))[:, :, None, None]
+        return share if slip == "not_spread" else get_array_module(x).ones_like(x) * share
+    flat = x.reshape(N, C, H * W)
+    where = {"smallest_pixel": lambda: flat.argmin(axis=2), "first_pixel": lambda: 0 * flat.argmax(axis=2)}.get(
+        slip, lambda: flat.argmax(axis=2))()
+    dx = get_array_module(x).zeros_like(flat)
+    value = dz / (H * W) if slip == "divided_by_pixels" else dz
+    get_array_module(x).put_along_axis(dx, where[:, :, None], value[:, :, None], axis=2)
+    return dx.reshape(x.shape)
 
 
 def linear_backward(dout, x, W, slip=None):
@@ -263,7 +286,7 @@ def conv_backward(dout, x, weight, padding, slip=None):
     return crop.get(slip, dx_pad[:, :, p:p + H, p:p + W]), dweight, dbias
 
 
-BLANKS = {"squeeze_backward": squeeze_backward, "linear_backward": linear_backward,
+BLANKS = {"squeeze_backward": squeeze_backward, "max_squeeze_backward": max_squeeze_backward, "linear_backward": linear_backward,
           "relu_backward": relu_backward, "sigmoid_backward": sigmoid_backward,
           "excite_backward": excite_backward, "rescale_backward": rescale_backward,
           "se_block_backward": se_block_backward, "batch_norm_backward": batch_norm_backward,
