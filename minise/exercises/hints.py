@@ -7,6 +7,7 @@
 
 ``hint(name, step)`` shows one step directly. The texts are per output of each blank.
 """
+from .answers import QUESTIONS
 from .checks import LAST, output_names
 from .grading import CORRECT
 
@@ -99,9 +100,12 @@ class Hint(str):
 
 
 def hint(name, step=None):
-    """The next hint for blank ``name`` (or hint number ``step``, 1 to 4)."""
+    """The next hint for blank ``name`` (or hint number ``step``, 1 to 4). For a numeric exercise
+    of notebooks 01-04 ("2.2"): where the lesson derives it, then where the worked answer is."""
+    if name in QUESTIONS:
+        return Hint(f"Where it is derived: {QUESTIONS[name].hint}. A worked answer: exercises.show_solution({name!r})")
     if name not in PATHS:
-        raise ValueError(f"hint: no exercise named {name!r}; the exercises are {list(PATHS)}")
+        raise ValueError(f"hint: no exercise named {name!r}; the exercises are {list(PATHS) + list(QUESTIONS)}")
     if step is None:
         step = min(_taken.get(name, 0) + 1, STEPS)
     if step not in range(1, STEPS + 1):

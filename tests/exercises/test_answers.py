@@ -92,3 +92,8 @@ def test_a_measurement_passed_in_is_used():
 def test_show_solution_prints_a_lessons_worked_answer(capsys):
     exercises.show_solution("2.2")
     assert "580" in capsys.readouterr().out
+
+
+def test_a_hint_for_a_lessons_exercise_points_to_the_lesson_and_the_worked_answer():
+    text = exercises.hint("2.2")
+    assert "Counting parameters" in text and "show_solution('2.2')" in text
