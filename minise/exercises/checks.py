@@ -1,32 +1,44 @@
-"""The exercises' test cases, built from the library's own layers, and their typical wrong answers.
+"""The exercises' test cases, built from the library's own layers, and their catalogued mistakes.
 
-Each case draws small float64 arrays from a fixed seed, runs the library's layer forward and
-backward for the right answer, differentiates the layer's forward numerically
-(``minise.gradcheck.numeric_gradient``), and computes the wrong answers a learner typically
-writes, each with its explanation. Sizes differ from each other (N=2, C=6, H=3, W=5, C//r=3)
-so that a gradient off by H*W, or a transposed matrix, cannot pass for the right one.
+Every check draws fresh cases: sizes that differ from each other and from case to case (N != C,
+H != W, odd H and W, a different H*W in each case) and new random values at every call, so no
+number written for one case can pass. Two cases are float64, checked also against central
+differences (``minise.gradcheck.numeric_gradient``); one is float32, judged with float32's
+tolerance. Each case runs the library's layer for the right answer and computes every mistake of
+the blank's catalogue (``variants.SLIPS``) on the same arrays, so that the grader can name the
+one an answer matches.
 """
+import functools
+
 import numpy
 
 from .. import nn
+from ..nn import textbook
 from ..gradcheck import numeric_gradient
-from . import forward
+from . import forward, variants
 from .grading import NOT_YET, WRONG, Case, Finding, Mistake, Output, grade
 
-N, C, H, W, REDUCTION = 2, 6, 3, 5, 2
-SIZES = {"N": N, "C": C, "H": H, "W": W}
-IN_FEATURES, OUT_FEATURES = 5, 3
+REDUCTION = 2
 SE_PARAMS = ("sequence.2.weight", "sequence.4.weight", "sequence.4.bias")   # W1, W2, b2
+DTYPES = ("float64", "float64", "float32")
 
 
-def _rng(name):
-    return numpy.random.default_rng(list(name.encode()))
+def draw_sizes(rng, count=len(DTYPES)):
+    """``count`` size sets {N, C, H, W}: N != C, H != W, both odd, each set with its own H*W."""
+    spatial = [(3, 5), (3, 7), (5, 7)]
+    rng.shuffle(spatial)
+    sizes = []
+    for H, W in spatial[:count]:
+        N = int(rng.choice([2, 3]))
+        C = int(rng.choice([c for c in (4, 6, 8) if c != N]))
+        sizes.append({"N": N, "C": C, **dict(zip("HW", (H, W) if rng.random() < 0.5 else (W, H)))})
+    return sizes
 
 
-def _se_block():
+def _se_block(C, seed):
     """The library's SE block in float64, weights scaled so the gates spread over (0, 1) and
     some ReLU units are off (at the default scale every gate sits near 0.5)."""
-    nn.manual_seed(0)
+    nn.manual_seed(seed)
     se = nn.SEBlock(C, REDUCTION).double()
     for p in se.parameters():
         p.data *= 3
@@ -40,175 +52,236 @@ def _away_from_zero(rng, shape):
 
 
 def _numeric(f, *arrays):
-    return [numeric_gradient(f, a) for a in arrays]
+    """Central differences of f with respect to each array, each computed when first asked for."""
+    return [functools.partial(numeric_gradient, f, a) for a in arrays]
 
 
-# ---- the cases -------------------------------------------------------------------------------
-def squeeze_case():
-    rng, se = _rng("squeeze"), _se_block()
+def _se_params(se):
+    params = dict(se.named_parameters())
+    return [params[name] for name in SE_PARAMS]
+
+
+# ---- the cases: (arguments, outputs, reference, sizes, factor hints), all float64 -------------
+def squeeze_case(rng, sizes):
+    N, C, H, W = (sizes[k] for k in "NCHW")
+    se = _se_block(C, int(rng.integers(1000)))
     x, dz = rng.standard_normal((N, C, H, W)), rng.standard_normal((N, C))
     se.squeeze(x)
     [numeric] = _numeric(lambda: float((se.squeeze(x) * dz).sum()), x)
     dx = Output("dx", "(N, C, H, W)", se.squeeze_backward(dz), numeric,
                 "Each of the H*W pixels of channel c gets a share of dz[n, c].")
-    return Case("squeeze_backward", {"dz": dz, "x_shape": x.shape}, [dx], "SEBlock.squeeze_backward", SIZES,
-                factor_hints={
-                    "H*W": "z is a mean over H*W pixels, so each pixel receives dz / (H*W): the division is missing.",
-                    "1/(H*W)": "Divide by H*W once, not twice.",
-                    "H": "Divide by H*W, both spatial sizes, not by W alone.",
-                    "W": "Divide by H*W, both spatial sizes, not by H alone.",
-                    "1/N": "The mean is over h and w only: each sample has its own z, nothing is divided by N.",
-                })
+    hints = {"H*W": "z is a mean over H*W pixels: each pixel's share of dz is missing its division.",
+             "1/(H*W)": "Divide by H*W once, not twice.", "1/N": "The mean is over h and w only."}
+    return {"dz": dz, "x_shape": x.shape}, [dx], "SEBlock.squeeze_backward", sizes, hints
 
 
-def linear_case():
-    rng = _rng("linear")
-    nn.manual_seed(1)
-    fc = nn.Linear(IN_FEATURES, OUT_FEATURES).double()
-    x, dout = rng.standard_normal((4, IN_FEATURES)), rng.standard_normal((4, OUT_FEATURES))
+def max_squeeze_case(rng, sizes):
+    """Notebook 01's Exercise 1.4: the backward of a global max pooling squeeze."""
+    N, C, H, W = (sizes[k] for k in "NCHW")
+    pool = nn.AdaptiveMaxPool2d((1, 1))
+    x = rng.permuted(rng.standard_normal((N, C, H * W)) + numpy.arange(H * W) * 0.1, axis=2).reshape(N, C, H, W)
+    dz = rng.standard_normal((N, C))
+    pool(x)
+    [numeric] = _numeric(lambda: float((pool(x).reshape(N, C) * dz).sum()), x)
+    dx = Output("dx", "(N, C, H, W)", pool.backward(dz.reshape(N, C, 1, 1)), numeric,
+                "dx has x's shape: one gradient per input pixel.")
+    return {"x": x, "dz": dz}, [dx], "nn.AdaptiveMaxPool2d((1, 1)).backward", sizes, {}
+
+
+def linear_case(rng, sizes):
+    N, n_in, n_out = sizes["N"], 5 + sizes["H"] % 3, 3 + sizes["W"] % 2
+    nn.manual_seed(int(rng.integers(1000)))
+    fc = nn.Linear(n_in, n_out).double()
+    x, dout = rng.standard_normal((N, n_in)), rng.standard_normal((N, n_out))
     fc(x)
     dx = fc.backward(dout)
     numeric = _numeric(lambda: float((fc(x) * dout).sum()), x, fc.weight.data, fc.bias.data)
     outputs = [
-        Output("dx", "(N, in_features)", dx, numeric[0], "dx = dout @ W: (N, out) @ (out, in)."),
-        Output("dW", "(out_features, in_features)", fc.weight.grad, numeric[1],
-               "dW = dout.T @ x: (out, N) @ (N, in), shaped like W."),
-        Output("db", "(out_features,)", fc.bias.grad, numeric[2],
-               "db sums dout over the batch axis 0: one entry per output feature."),
+        Output("dx", "(N, in_features)", dx, numeric[0], "dx has x's shape: (N, out) times a matrix of W's."),
+        Output("dW", "(out_features, in_features)", fc.weight.grad, numeric[1], "dW has W's shape."),
+        Output("db", "(out_features,)", fc.bias.grad, numeric[2], "db has b's shape: one entry per output feature."),
     ]
-    return Case("linear_backward", {"dout": dout, "x": x, "W": fc.weight.data.copy()}, outputs,
-                "nn.Linear.backward", {"N": 4, "in_features": IN_FEATURES, "out_features": OUT_FEATURES},
-                factor_hints={"1/N": "db and dW sum over the batch, they do not average: the loss "
-                                     "already holds any 1/N."})
+    return ({"dout": dout, "x": x, "W": fc.weight.data.copy()}, outputs, "nn.Linear.backward",
+            {"N": N, "in_features": n_in, "out_features": n_out},
+            {"1/N": "The batch's gradients add up: the loss already holds any 1/N."})
 
 
-def relu_case():
-    rng, relu = _rng("relu"), nn.ReLU()
-    x, dout = _away_from_zero(rng, (4, 3)), rng.standard_normal((4, 3))
+def relu_case(rng, sizes):
+    relu = nn.ReLU()
+    x, dout = _away_from_zero(rng, (sizes["N"], sizes["C"])), rng.standard_normal((sizes["N"], sizes["C"]))
     relu(x)
     expected = relu.backward(dout)
     [numeric] = _numeric(lambda: float((relu(x) * dout).sum()), x)
-    dx = Output("dx", "the shape of x", expected, numeric)
-    mistakes = [
-        Mistake("dx", (x > 0) * 1.0, "missing_dout",
-                "dx is the ReLU's local derivative alone: multiply it by dout (dx = dout * (x > 0))"),
-        Mistake("dx", dout * (x < 0), "mask_reversed",
-                "the mask is reversed: the gradient passes where x > 0 and is zero where x <= 0"),
-        Mistake("dx", dout, "mask_missing", "dx equals dout: the ReLU's mask (x > 0) is missing"),
-    ]
-    return Case("relu_backward", {"dout": dout, "x": x}, [dx], "nn.ReLU.backward", {}, mistakes)
+    return {"dout": dout, "x": x}, [Output("dx", "the shape of x", expected, numeric)], "nn.ReLU.backward", {}, {}
 
 
-def sigmoid_case():
-    rng, sigmoid = _rng("sigmoid"), nn.Sigmoid()
-    x, dout = 2 * rng.standard_normal((4, 3)), rng.standard_normal((4, 3))
+def sigmoid_case(rng, sizes):
+    sigmoid = nn.Sigmoid()
+    x, dout = 2 * rng.standard_normal((sizes["N"], sizes["C"])), rng.standard_normal((sizes["N"], sizes["C"]))
     out = sigmoid(x)
     expected = sigmoid.backward(dout)
     [numeric] = _numeric(lambda: float((sigmoid(x) * dout).sum()), x)
-    dx = Output("dx", "the shape of x", expected, numeric)
-    mistakes = [
-        Mistake("dx", dout * x * (1 - x), "sigmoid_from_input",
-                "the sigmoid derivative uses x instead of the output: sigma'(x) = out * (1 - out) "
-                "with out = sigma(x), not x * (1 - x)"),
-        Mistake("dx", out * (1 - out), "missing_dout",
-                "dx is the sigmoid's local derivative alone: multiply it by dout"),
-    ]
-    return Case("sigmoid_backward", {"dout": dout, "x": x, "out": out}, [dx], "nn.Sigmoid.backward", {}, mistakes)
+    return ({"dout": dout, "x": x, "out": out}, [Output("dx", "the shape of x", expected, numeric)],
+            "nn.Sigmoid.backward", {}, {})
 
 
-def excite_case():
-    rng, se = _rng("excite"), _se_block()
-    W1, W2, b2 = (dict(se.named_parameters())[name].data for name in SE_PARAMS)
+def excite_case(rng, sizes):
+    N, C = sizes["N"], sizes["C"]
+    se = _se_block(C, int(rng.integers(1000)))
+    W1, W2, b2 = (p.data for p in _se_params(se))
     z, ds = rng.standard_normal((N, C)), rng.standard_normal((N, C, 1, 1))
     _, cache = forward.excite(z, W1, W2, b2)
     se.excite(z)
-    expected = [se.excite_backward(ds)] + [dict(se.named_parameters())[name].grad for name in SE_PARAMS]
+    dz = se.excite_backward(ds)
+    expected = [dz] + [p.grad for p in _se_params(se)]
     numeric = _numeric(lambda: float((se.excite(z) * ds).sum()), z, W1, W2, b2)
     outputs = [
-        Output("dz", "(N, C)", expected[0], numeric[0], "dz has one entry per (sample, channel), like z."),
-        Output("dW1", "(C//r, C)", expected[1], numeric[1], "dW1 = da.T @ z, shaped like W1."),
-        Output("dW2", "(C, C//r)", expected[2], numeric[2], "dW2 = de.T @ h, shaped like W2."),
-        Output("db2", "(C,)", expected[3], numeric[3], "db2 sums de over the batch axis 0."),
+        Output("dz", "(N, C)", expected[0], numeric[0], "dz has z's shape: one entry per (sample, channel)."),
+        Output("dW1", "(C//r, C)", expected[1], numeric[1], "dW1 has W1's shape."),
+        Output("dW2", "(C, C//r)", expected[2], numeric[2], "dW2 has W2's shape."),
+        Output("db2", "(C,)", expected[3], numeric[3], "db2 has b2's shape."),
     ]
     args = {"ds": ds, "cache": cache, "W1": W1.copy(), "W2": W2.copy()}
-    variants = {
-        "sigmoid_from_input": (_excite_variant(ds, cache, W1, W2, sigmoid_at="e"),
-                               "the sigmoid derivative uses its input e instead of its output s: "
-                               "sigma'(e) = s * (1 - s)"),
-        "relu_skipped": (_excite_variant(ds, cache, W1, W2, relu=False),
-                         "the ReLU's backward is skipped: the gradient must be zeroed where a <= 0"),
-    }
-    mistakes = [Mistake(name, values, kind, message) for kind, (answer, message) in variants.items()
-                for name, values in answer.items()]
-    return Case("excite_backward", args, outputs, "SEBlock.excite_backward and the FC layers' gradients",
-                {**SIZES, "C//r": C // REDUCTION}, mistakes)
+    return (args, outputs, "SEBlock.excite_backward and the FC layers' gradients",
+            {"N": N, "C": C, "C//r": C // REDUCTION}, {})
 
 
-def _excite_variant(ds, cache, W1, W2, sigmoid_at="s", relu=True):
-    """The excitation's backward with one typical slip: sigma' evaluated at e, or no ReLU mask."""
-    g = cache[sigmoid_at]
-    de = ds.reshape(g.shape) * g * (1 - g)
-    dh = de @ W2
-    da = dh * (cache["a"] > 0) if relu else dh
-    return {"dz": da @ W1, "dW1": da.T @ cache["z"], "dW2": de.T @ cache["h"], "db2": de.sum(axis=0)}
-
-
-def rescale_case():
-    rng, se = _rng("rescale"), _se_block()
+def rescale_case(rng, sizes):
+    N, C, H, W = (sizes[k] for k in "NCHW")
+    se = _se_block(C, int(rng.integers(1000)))
     x, dout = rng.standard_normal((N, C, H, W)), rng.standard_normal((N, C, H, W))
     s = se.excite(se.squeeze(rng.standard_normal((N, C, H, W))))
     dx, ds = nn.SEBlock.rescale_backward(dout, x, s)
     numeric = _numeric(lambda: float((nn.SEBlock.rescale(x, s) * dout).sum()), x, s)
-    outputs = [
-        Output("dx", "(N, C, H, W)", dx, numeric[0]),
-        Output("ds", "(N, C, 1, 1)", ds, numeric[1],
-               "s holds one gate per (sample, channel): sum dout * x over h and w and keep the two unit "
-               "axes, e.g. .sum(axis=(2, 3), keepdims=True)."),
-    ]
-    mistakes = [
-        Mistake("dx", dout, "missing_s", "dx is missing the factor s: the direct path is dx = dout * s"),
-        Mistake("dx", dout * x, "swapped_factor", "dx uses x where s belongs: dx = dout * s (and ds = sum of dout * x)"),
-        Mistake("ds", dout.sum(axis=(2, 3), keepdims=True), "missing_x",
-                "ds is missing the factor x: ds = sum over h, w of dout * x"),
-    ]
-    return Case("rescale_backward", {"dout": dout, "x": x, "s": s}, outputs, "SEBlock.rescale_backward", SIZES,
-                mistakes, factor_hints={"1/(H*W)": "s scales all H*W pixels of its channel, so ds is "
-                                                   "their sum, not their mean."})
+    outputs = [Output("dx", "(N, C, H, W)", dx, numeric[0]),
+               Output("ds", "(N, C, 1, 1)", ds, numeric[1], "ds has s's shape: one gate per (sample, channel).")]
+    return ({"dout": dout, "x": x, "s": s}, outputs, "SEBlock.rescale_backward", sizes,
+            {"1/(H*W)": "s scales all H*W pixels of its channel, so ds is their sum, not their mean."})
 
 
-def se_block_case():
-    rng, se = _rng("se_block"), _se_block()
-    params = dict(se.named_parameters())
-    W1, W2, b2 = (params[name].data for name in SE_PARAMS)
+def se_block_case(rng, sizes):
+    N, C, H, W = (sizes[k] for k in "NCHW")
+    se = _se_block(C, int(rng.integers(1000)))
+    params = _se_params(se)
+    W1, W2, b2 = (p.data for p in params)
     x, dout = rng.standard_normal((N, C, H, W)), rng.standard_normal((N, C, H, W))
     se(x)
     dx = se.backward(dout)
-    direct = dout * se.s                   # before the numeric gradient runs forward again
-    through_s = dx - direct
     numeric = _numeric(lambda: float((se(x) * dout).sum()), x, W1, W2, b2)
     outputs = [Output("dx", "(N, C, H, W)", dx, numeric[0])] + [
-        Output(name, shape, params[key].grad, grad) for name, shape, key, grad in
-        zip(("dW1", "dW2", "db2"), ("(C//r, C)", "(C, C//r)", "(C,)"), SE_PARAMS, numeric[1:])]
-    mistakes = [
-        Mistake("dx", direct, "path_through_s_missing",
-                "the rescale's path through s is missing: x also reaches the output through "
-                "s = excite(squeeze(x)), so dx = dout * s + squeeze_backward(dz)"),
-        Mistake("dx", through_s, "direct_path_missing",
-                "the direct path is missing: add dout * s, the gradient of x as the factor of the product"),
-        Mistake("dx", direct + H * W * through_s, "path_through_s_factor",
-                "the path through s is off by a factor of H*W: the squeeze is a mean, so its backward "
-                "gives each pixel dz / (H*W)"),
-        Mistake("dx", direct + through_s / (H * W), "path_through_s_factor",
-                "the path through s is divided by H*W twice: squeeze_backward already divides dz by H*W"),
-    ]
+        Output(name, shape, p.grad, grad) for name, shape, p, grad in
+        zip(("dW1", "dW2", "db2"), ("(C//r, C)", "(C, C//r)", "(C,)"), params, numeric[1:])]
     args = {"dout": dout, "x": x, "W1": W1.copy(), "W2": W2.copy(), "b2": b2.copy()}
-    return Case("se_block_backward", args, outputs, "SEBlock.backward", {**SIZES, "C//r": C // REDUCTION},
-                mistakes)
+    return args, outputs, "SEBlock.backward", {**sizes, "C//r": C // REDUCTION}, {}
+
+
+BN_EPS = 0.1      # large enough that leaving eps out, or adding it outside the root, shows
+
+
+def batch_norm_case(rng, sizes):
+    """Checked against the textbook loops (``nn.textbook.batch_norm2d_backward``) and central
+    differences of the library's BatchNorm2d in training mode."""
+    N, C, H, W = (sizes[k] for k in "NCHW")
+    bn = nn.BatchNorm2d(C, eps=BN_EPS).double()
+    bn.weight.data[...] = rng.uniform(0.5, 2, C)
+    bn.bias.data[...] = rng.standard_normal(C)
+    x = rng.normal(1, 2, (N, C, H, W))
+    dout = rng.standard_normal((N, C, H, W))
+    expected = textbook.batch_norm2d_backward(dout, x, bn.weight.data, bn.bias.data, BN_EPS)
+    numeric = _numeric(lambda: float((bn(x) * dout).sum()), x, bn.weight.data, bn.bias.data)
+    outputs = [Output("dx", "(N, C, H, W)", expected[0], numeric[0]),
+               Output("dgamma", "(C,)", expected[1], numeric[1], "dgamma has gamma's shape: one entry per channel."),
+               Output("dbeta", "(C,)", expected[2], numeric[2], "dbeta has beta's shape: one entry per channel.")]
+    return ({"dout": dout, "x": x, "gamma": bn.weight.data.copy(), "eps": BN_EPS}, outputs,
+            "nn.textbook.batch_norm2d_backward (the loops)", sizes, {})
+
+
+def conv_case(rng, sizes):
+    """A 3x3 convolution with padding 1, checked against the textbook loops
+    (``nn.textbook.conv2d_backward``) and central differences of the library's Conv2d."""
+    N, C, H, W = (sizes[k] for k in "NCHW")
+    O = C + 1
+    nn.manual_seed(int(rng.integers(1000)))
+    conv = nn.Conv2d(C, O, 3, padding=1).double()
+    x, dout = rng.standard_normal((N, C, H, W)), rng.standard_normal((N, O, H, W))
+    expected = textbook.conv2d_backward(dout, x, conv.weight.data, conv.bias.data, padding=1)
+    numeric = _numeric(lambda: float((conv(x) * dout).sum()), x, conv.weight.data, conv.bias.data)
+    outputs = [Output("dx", "(N, C, H, W)", expected[0], numeric[0], "dx has x's shape, without the padding."),
+               Output("dweight", "(O, C, kh, kw)", expected[1], numeric[1], "dweight has weight's shape."),
+               Output("dbias", "(O,)", expected[2], numeric[2], "dbias has the bias's shape: one entry per output channel.")]
+    return ({"dout": dout, "x": x, "weight": conv.weight.data.copy(), "padding": 1}, outputs,
+            "nn.textbook.conv2d_backward (the loops)", {**sizes, "O": O}, {})
+
+
+OUTPUTS = {"squeeze_backward": ("dx",), "max_squeeze_backward": ("dx",), "linear_backward": ("dx", "dW", "db"), "relu_backward": ("dx",),
+           "sigmoid_backward": ("dx",), "excite_backward": ("dz", "dW1", "dW2", "db2"),
+           "rescale_backward": ("dx", "ds"), "se_block_backward": ("dx", "dW1", "dW2", "db2"),
+           "batch_norm_backward": ("dx", "dgamma", "dbeta"), "conv_backward": ("dx", "dweight", "dbias")}
+CASES = {case.__name__.removesuffix("_case") + "_backward": case for case in
+         (squeeze_case, max_squeeze_case, linear_case, relu_case, sigmoid_case, excite_case, rescale_case, se_block_case,
+          batch_norm_case, conv_case)}
+BLANKS = dict(variants.BLANKS)
+SLIPS = dict(variants.SLIPS)
+
+
+def output_names(exercise):
+    """The names of what blank ``exercise`` returns, in order."""
+    return OUTPUTS[exercise]
+
+
+def make_cases(exercise, rng=None):
+    """Fresh cases for blank ``exercise``: its arguments, right answers and catalogued mistakes on
+    new arrays of new sizes; float64 cases first, then float32."""
+    rng = rng if rng is not None else numpy.random.default_rng()
+    cases = []
+    for sizes, dtype in zip(draw_sizes(rng), DTYPES):
+        args, outputs, reference, named_sizes, hints = CASES[exercise](rng, sizes)
+        if dtype != "float64":      # the float32 case: float32 inputs, right answers from their float64 values
+            args = {k: _rounded_to(v, dtype) for k, v in args.items()}
+            _, outputs, reference, named_sizes, hints = _recompute(exercise, args, outputs, reference, named_sizes, hints)
+        mistakes = _catalogue(exercise, _as_float64(args), [o.name for o in outputs])
+        cases.append(Case(exercise, {k: _cast(v, dtype) for k, v in args.items()}, outputs, reference,
+                          named_sizes, mistakes, hints, dtype))
+    return cases
+
+
+def _recompute(exercise, args, outputs, reference, sizes, hints):
+    """The right answers on (float32-valued) arguments, in float64, without central differences."""
+    right = BLANKS[exercise](*_as_float64(args).values())
+    right = right if isinstance(right, tuple) else (right,)
+    outputs = [Output(o.name, o.shape_text, r, None, o.shape_hint) for o, r in zip(outputs, right)]
+    return args, outputs, reference, sizes, hints
+
+
+def _catalogue(exercise, args, names):
+    mistakes = []
+    for slip, message in SLIPS[exercise].items():
+        values = BLANKS[exercise](*args.values(), slip=slip)
+        values = values if isinstance(values, tuple) else (values,)
+        mistakes += [Mistake(name, v, slip, message) for name, v in zip(names, values)]
+    return mistakes
+
+
+def _map_arrays(value, f):
+    if isinstance(value, dict):
+        return {k: _map_arrays(v, f) for k, v in value.items()}
+    return f(value) if isinstance(value, numpy.ndarray) else value
+
+
+def _rounded_to(value, dtype):
+    return _map_arrays(value, lambda a: a.astype(dtype).astype("float64"))
+
+
+def _as_float64(args):
+    return {k: _map_arrays(v, lambda a: a.astype("float64")) for k, v in args.items()}
+
+
+def _cast(value, dtype):
+    return _map_arrays(value, lambda a: a.astype(dtype))
 
 
 # ---- checking a learner's function --------------------------------------------------------------
-CASES = {case.__name__.removesuffix("_case") + "_backward": case for case in
-         (squeeze_case, linear_case, relu_case, sigmoid_case, excite_case, rescale_case, se_block_case)}
+LAST = {}     # the latest Feedback of each blank, for hints.hint
 HELPERS = {   # the blanks a composite blank usually calls
     "excite_backward": ("sigmoid_backward", "linear_backward", "relu_backward"),
     "se_block_backward": ("rescale_backward", "excite_backward", "squeeze_backward"),
@@ -229,7 +302,7 @@ def check(fn, exercise=None):
     if exercise not in CASES:
         raise ValueError(f"check: no exercise named {exercise!r}; the exercises are {list(CASES)} "
                          f"(name a function differently named: check(fn, 'relu_backward'))")
-    feedback = grade(CASES[exercise](), fn)
+    feedback = LAST[exercise] = grade(make_cases(exercise), fn)
     if feedback.status != WRONG:
         return feedback
     for helper in HELPERS.get(exercise, ()):

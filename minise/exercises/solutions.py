@@ -16,6 +16,20 @@ def squeeze_backward(dz, x_shape):
     return xp.ones(x_shape, dtype=dz.dtype) * (dz / (H * W))[:, :, None, None]
 
 
+def max_squeeze_backward(x, dz):
+    """z = max over h, w of x. x: (N, C, H, W), dz: (N, C) -> dx: (N, C, H, W).
+
+    Only the largest pixel of each map moves z, with slope 1: it gets all of dz, the others 0.
+    """
+    N, C, H, W = x.shape
+    xp = get_array_module(x)
+    flat = x.reshape(N, C, H * W)
+    dx = xp.zeros_like(flat)
+    winner = flat.argmax(axis=2)                        # (N, C): where each map's maximum is
+    xp.put_along_axis(dx, winner[:, :, None], dz[:, :, None], axis=2)
+    return dx.reshape(N, C, H, W)
+
+
 def linear_backward(dout, x, W):
     """out = x @ W.T + b.  dout: (N, out), x: (N, in), W: (out, in) -> (dx, dW, db).
 
@@ -65,3 +79,43 @@ def se_block_backward(dout, x, W1, W2, b2):
     dz, dW1, dW2, db2 = excite_backward(ds, cache, W1, W2)
     dx_through_s = squeeze_backward(dz, x.shape)
     return dx_direct + dx_through_s, dW1, dW2, db2
+
+
+def batch_norm_backward(dout, x, gamma, eps):
+    """BatchNorm2d in training mode. dout, x: (N, C, H, W), gamma: (C,) -> (dx, dgamma, dbeta).
+
+    Per channel, over its M = N*H*W values: x_hat = (x - mu) / sqrt(var + eps). x reaches the
+    output directly and through mu and var; the closed form of the three paths is
+        dx = gamma / sqrt(var + eps) * (dout - mean(dout) - x_hat * mean(dout * x_hat))
+    """
+    mu = x.mean(axis=(0, 2, 3), keepdims=True)
+    var = x.var(axis=(0, 2, 3), keepdims=True)                  # biased: divided by M
+    std = (var + eps) ** 0.5
+    x_hat = (x - mu) / std
+    mean_dout = dout.mean(axis=(0, 2, 3), keepdims=True)
+    mean_dout_xhat = (dout * x_hat).mean(axis=(0, 2, 3), keepdims=True)
+    dx = gamma[None, :, None, None] / std * (dout - mean_dout - x_hat * mean_dout_xhat)
+    return dx, (dout * x_hat).sum(axis=(0, 2, 3)), dout.sum(axis=(0, 2, 3))
+
+
+def conv_backward(dout, x, weight, padding):
+    """Conv2d with stride 1. dout: (N, O, Ho, Wo), x: (N, C, H, W), weight: (O, C, kh, kw) ->
+    (dx, dweight, dbias).
+
+    Kernel offset (i, j) read the window x_pad[:, :, i:i+Ho, j:j+Wo] with weight[:, :, i, j],
+    so it sends dout back to that window through the same weights, and its weight gradient
+    sums dout times that window over the batch and the output pixels.
+    """
+    xp = get_array_module(x)
+    N, C, H, W = x.shape
+    O, _, kh, kw = weight.shape
+    Ho, Wo = dout.shape[2:]
+    p = padding
+    x_pad = xp.pad(x, ((0, 0), (0, 0), (p, p), (p, p)))
+    dx_pad, dweight = xp.zeros_like(x_pad), xp.zeros_like(weight)
+    for i in range(kh):
+        for j in range(kw):
+            window = x_pad[:, :, i:i + Ho, j:j + Wo]                            # (N, C, Ho, Wo)
+            dweight[:, :, i, j] = xp.einsum("nohw,nchw->oc", dout, window)
+            dx_pad[:, :, i:i + Ho, j:j + Wo] += xp.einsum("nohw,oc->nchw", dout, weight[:, :, i, j])
+    return dx_pad[:, :, p:p + H, p:p + W], dweight, dout.sum(axis=(0, 2, 3))
