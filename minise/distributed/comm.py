@@ -15,6 +15,8 @@ from ..backend import get_array_module, to_numpy
 # Variables set by MPI launchers for each process they start (MPICH's hydra: PMI_SIZE; Open MPI:
 # OMPI_COMM_WORLD_SIZE). A process started by neither runs alone and never imports mpi4py.
 _SIZE_VARIABLES = ("PMI_SIZE", "OMPI_COMM_WORLD_SIZE")
+# ... and this process's index among those on its own machine (one GPU each).
+_LOCAL_RANK_VARIABLES = ("MPI_LOCALRANKID", "OMPI_COMM_WORLD_LOCAL_RANK")
 
 _world = {}
 
@@ -72,6 +74,16 @@ def world():
         size = next((os.environ[v] for v in _SIZE_VARIABLES if v in os.environ), "1")
         _world["comm"] = MPIWorld() if int(size) > 1 else SingleProcess()
     return _world["comm"]
+
+
+def use_own_gpu():
+    """With several workers on a machine with GPUs, worker i of that machine computes on GPU
+    i mod (the number of GPUs): a worker owns one GPU. Alone, the current GPU is kept."""
+    if world().size == 1:
+        return
+    from ..backend import cupy
+    local = int(next((os.environ[v] for v in _LOCAL_RANK_VARIABLES if v in os.environ), "0"))
+    cupy.cuda.Device(local % cupy.cuda.runtime.getDeviceCount()).use()
 
 
 def sum_over_workers(*parts):

@@ -29,7 +29,7 @@ from ..checkpoint import load_checkpoint, save_checkpoint
 from ..data import (
     channel_stats, crop_flip, crop_flip_draws, iterate_batches, load_cifar10, load_cifar100, normalize, subset,
 )
-from ..distributed import shard, world
+from ..distributed import shard, use_own_gpu, world
 from ..distributed.launch import threads_per_worker
 from ..execution import no_grad
 from ..execution.threads import set_num_threads
@@ -200,6 +200,8 @@ def train(config, resume=False, progress=True, overwrite=False):
     if lead:
         run_folder.claim(config.out, resume, overwrite)
     set_num_threads(config.threads)
+    if config.device == "cuda":
+        use_own_gpu()
     last_path, best_path = os.path.join(config.out, "last.npz"), os.path.join(config.out, "best.npz")
     saved = read_checkpoint(last_path) if resume else None
     if saved is not None and saved.meta["epoch"] >= config.epochs:
