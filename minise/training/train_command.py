@@ -41,9 +41,13 @@ def main(argv=None):
         p.error("--resume continues a run and --overwrite replaces it: give one of them")
     progress = not args.no_progress
     try:
-        workers = launch.worker_count(args.workers, args.device)
-        if workers > 1 and not launch.inside_mpi():
-            return _launch(args, argv, workers)
+        if not launch.inside_mpi():
+            workers = launch.worker_count(args.workers, args.device)
+            if workers > 1:
+                return _launch(args, argv, workers)
+        elif args.workers not in (None, world().size):
+            raise ValueError(f"--workers {args.workers}, but MPI's launcher started {world().size} workers: "
+                             "leave --workers out under mpiexec")
         with launch.stop_all_on_error("minise train"):
             return _run(args, argv, p, progress)
     except KeyboardInterrupt:

@@ -53,27 +53,49 @@ def wait_for(predicate, timeout, what):
     raise AssertionError(f"waited {timeout} s for {what}")
 
 
-def test_two_workers_train_as_one_process_does(data_args, tmp_path):
-    """One run on one worker and on two: one line per epoch (worker 0 alone prints), config.json
-    records the count, and losses and weights agree to float32 rounding (the batch's sums are
-    added in another order). A small lr keeps float32 rounding from growing over the steps; the
-    float64 tests in tests/distributed hold the two to 1e-10."""
-    runs = {}
-    for workers in (1, 2):
-        out = tmp_path / f"run{workers}"
-        done = subprocess.run(command(data_args, out, workers, lr=0.002), env=environment(), capture_output=True,
-                              text=True, timeout=600)
-        assert done.returncode == 0, done.stderr
-        assert [line.split()[1] for line in done.stdout.splitlines() if line.startswith("epoch")] == ["1/2", "2/2"]
-        assert f"workers: {workers}," in done.stdout.splitlines()[0]
-        with open(out / "config.json") as f:
-            assert json.load(f)["workers"] == workers
-        runs[workers] = load_checkpoint(out / "last.npz")
-    for row2, row1 in zip(runs[2][2]["metrics"], runs[1][2]["metrics"]):
-        assert row2["train_loss"] == pytest.approx(row1["train_loss"], rel=1e-4)
-        assert row2["test_loss"] == pytest.approx(row1["test_loss"], rel=1e-4)
-    for key, value in runs[1][0].items():
-        assert np.allclose(runs[2][0][key], value, rtol=1e-3, atol=5e-5), key
+def trained(command_line, out, workers):
+    """Run ``command_line`` to the end; check what a user sees; return last.npz."""
+    done = subprocess.run(command_line, env=environment(), capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr
+    assert [line.split()[1] for line in done.stdout.splitlines() if line.startswith("epoch")] == ["1/2", "2/2"]
+    assert f"workers: {workers}," in done.stdout.splitlines()[0]
+    with open(out / "config.json") as f:
+        assert json.load(f)["workers"] == workers
+    return load_checkpoint(out / "last.npz")
+
+
+@pytest.fixture(scope="module")
+def one_worker(data_args, tmp_path_factory):
+    out = tmp_path_factory.mktemp("one") / "run"
+    return trained(command(data_args, out, 1, lr=0.002), out, 1)
+
+
+def assert_same_run(got, expected):
+    """Losses and weights equal to float32 rounding: the batch's sums are added in another order.
+    (A small lr keeps float32 rounding from growing over the steps; the float64 tests in
+    tests/distributed hold the two to 1e-10.)"""
+    for row, row1 in zip(got[2]["metrics"], expected[2]["metrics"]):
+        assert row["train_loss"] == pytest.approx(row1["train_loss"], rel=1e-4)
+        assert row["test_loss"] == pytest.approx(row1["test_loss"], rel=1e-4)
+    for key, value in expected[0].items():
+        assert np.allclose(got[0][key], value, rtol=1e-3, atol=2e-4), key
+
+
+def test_two_workers_train_as_one_process_does(data_args, one_worker, tmp_path):
+    """``minise train --workers 2`` starts its workers itself; worker 0 alone prints (one line per
+    epoch) and config.json records the count."""
+    out = tmp_path / "run"
+    assert_same_run(trained(command(data_args, out, 2, lr=0.002), out, 2), one_worker)
+
+
+def test_mpiexec_across_two_hosts_on_loopback(data_args, one_worker, tmp_path):
+    """What a user types for several machines, on two host names of this one (each its own MPI
+    proxy, the workers meeting through the network layer): 4 workers on 2 cores."""
+    out = tmp_path / "run"
+    options = command(data_args, out, 4, lr=0.002)[3:]          # the command line after `python -m minise`
+    options.remove("--workers=4")
+    line = [mpiexec(), "-n", "4", "-hosts", "localhost,127.0.0.1", sys.executable, "-m", "minise", *options]
+    assert_same_run(trained(line, out, 4), one_worker)
 
 
 def test_a_killed_worker_stops_the_run_and_another_count_resumes_it(data_args, tmp_path):
