@@ -112,6 +112,7 @@ def _watch(process, folder, died):
                 text = f.read().strip()
             if text.isdigit():
                 pids[int(name)] = int(text)
+        died["pids"] = pids
         gone = [(rank, pid) for rank, pid in sorted(pids.items()) if not os.path.exists(f"/proc/{pid}")]
         if gone and process.poll() is None:
             died.setdefault("gone", gone)
@@ -126,7 +127,7 @@ def _death(died, workers):
         rank, pid = gone[0]
     else:
         pid = died.get("pid")
-        rank = next((r for r, p in gone if p == pid), None)
+        rank = next((r for r, p in died.get("pids", {}).items() if p == pid), None)
     how = died.get("how") if died.get("pid") == pid else "ended without a word (killed, or out of memory)"
     who = f"worker {rank} of {workers}" if rank is not None else f"a worker of {workers}"
     return f"{who} (pid {pid}) {how}"
