@@ -40,9 +40,8 @@ from ..files import atomic_open, remove_stale_temporaries
 from .download import (
     CIFAR10_MD5, CIFAR10_URL, CIFAR100_MD5, CIFAR100_URL, DataError, download, file_digest,
 )
-from .reading import (  # noqa: F401  (MAX_*: the limits, importable from here as before)
-    IMAGE_SUFFIXES, MAX_ARCHIVE_BYTES, MAX_IMAGE_BYTES, MAX_MEMBERS, MAX_PICKLE_BYTES, MAX_SOURCE_BYTES, Budget,
-    file_kind, folder_files, shown, walk_archive, walk_folder,
+from .reading import (
+    IMAGE_SUFFIXES, MAX_ARCHIVE_BYTES, Budget, file_kind, folder_files, shown, walk_archive, walk_folder,
 )
 
 CIFAR10_CLASSES = (

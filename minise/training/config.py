@@ -12,7 +12,6 @@ from ..nn.se import EXCITATION_OPS, SQUEEZE_OPS
 MODELS = ["resnet20", "resnet32", "resnet56", "se_resnet20", "se_resnet32", "se_resnet56"]
 SCHEDULES = ["onecycle", "cosine", "step", "constant"]
 DATASETS = ["cifar10", "cifar100"]
-DEVICES = list(backend.DEVICES)
 
 
 def option(default, help, **argparse_keywords):
@@ -48,7 +47,7 @@ class TrainConfig:
     data_dir: str = option(None, "cache folder for downloads and decoded images "
                                  "(default: $XDG_CACHE_HOME/minise, else ~/.cache/minise)")
     seed: int = option(0, "seed of the initial weights, the shuffling and the augmentation")
-    device: str = option("cpu", "cpu, or cuda (needs CuPy and an NVIDIA GPU)", choices=DEVICES)
+    device: str = option("cpu", "cpu, or cuda (needs CuPy and an NVIDIA GPU)", choices=list(backend.DEVICES))
     cuda_graph: bool = option(True, "with --device cuda, record the training step once as a CUDA graph and replay it")
     workers: int = option(None, "worker processes, each training on its shard of every batch (default: "
                                 "$MINISE_WORKERS, else every CPU this process may use; one on cuda)")
@@ -72,7 +71,7 @@ INTEGER_RANGES = {"epochs": (1, None), "batch_size": (1, 1024), "reduction_ratio
 def check_config(config):
     """Reject unknown names and bad numbers, naming the option, before any data is loaded."""
     for field, choices in (("model", MODELS), ("schedule", SCHEDULES), ("dataset", DATASETS),
-                           ("device", DEVICES), ("placement", PLACEMENTS),
+                           ("device", backend.DEVICES), ("placement", PLACEMENTS),
                            ("squeeze", list(SQUEEZE_OPS)), ("excitation", list(EXCITATION_OPS))):
         if getattr(config, field) not in choices:
             raise ValueError(f"unknown {field} {getattr(config, field)!r}; choose from {list(choices)}")

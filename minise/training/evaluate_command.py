@@ -17,10 +17,10 @@ import numpy
 from ..backend import check_device, to_numpy
 from ..checkpoint import CheckpointError
 from ..execution.threads import default_num_threads, set_num_threads
-from .config import DEVICES, architecture
+from .config import INTEGER_RANGES, architecture, option_name
 from .load import model_from, read_checkpoint
 from .loop import evaluate, prepare_data
-from .options import parser
+from .options import add_shared_options, parser
 
 EXAMPLES = [
     "minise evaluate runs/latest/best.npz",
@@ -106,17 +106,14 @@ def build_parser():
     p = parser("minise evaluate", "Test a checkpoint of minise train on the whole test split: accuracy, per-class "
                                   "accuracy, a confusion-matrix plot, and an export for PyTorch.", EXAMPLES)
     p.add_argument("checkpoint", help="a last.npz or best.npz written by minise train")
-    p.add_argument("--data", default=None, help="data source (default: the one the run used)")
-    p.add_argument("--device", default=None, choices=DEVICES,
-                   help="default: the checkpoint's device where this machine has it, else cpu")
-    p.add_argument("--threads", type=int, default=None,
-                   help="CPU threads (default: $MINISE_NUM_THREADS, else every CPU this process may use)")
+    add_shared_options(p, device=None, helps={
+        "data": "data source (default: the one the run used)",
+        "device": "cpu or cuda (default: the checkpoint's device where this machine has it, else cpu)"})
     p.add_argument("--confusion", default=None, metavar="FILE.png",
                    help="confusion-matrix plot (default: confusion.png in the checkpoint's run folder, "
                         "else in the working folder)")
     p.add_argument("--export", default=None, metavar="FILE.pt|FILE.npz",
                    help="also write the weights for PyTorch (.pt needs torch)")
-    p.add_argument("--no-progress", action="store_true", help="no progress bar")
     return p
 
 
@@ -125,8 +122,10 @@ def main(argv=None):
     args = p.parse_args(argv)
     if args.export and not args.export.endswith((".pt", ".npz")):
         p.error(f"--export must end in .pt or .npz, got {args.export!r}")
-    if args.threads is not None and args.threads < 1:
-        p.error(f"--threads must be an integer >= 1, got {args.threads}")
+    for name in ("threads", "workers"):
+        minimum, maximum = INTEGER_RANGES[name]
+        if getattr(args, name) is not None and not minimum <= getattr(args, name) <= maximum:
+            p.error(f"{option_name(name)} must be an integer from {minimum} to {maximum:,}, got {getattr(args, name)}")
     plot_path = args.confusion or default_confusion_path(args.checkpoint)
     try:
         if args.export and args.export.endswith(".pt"):
@@ -142,7 +141,8 @@ def main(argv=None):
         set_num_threads(args.threads or default_num_threads())
         config = checkpoint.config
         device = choose_device(args.device, config.device)
-        config = dataclasses.replace(config, test_subset=0, data=args.data or config.data, device=device)
+        config = dataclasses.replace(config, test_subset=0, data=args.data or config.data, device=device,
+                                     threads=args.threads, workers=args.workers)
         model = model_from(checkpoint, device)
         stats = checkpoint.meta.get("normalization")
         data = prepare_data(config, progress=False, stats=(stats["mean"], stats["std"]) if stats else None)
