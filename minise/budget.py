@@ -58,24 +58,29 @@ def _se(channels, r, min_hidden):
     return 2 * channels * hidden + channels + hidden      # two FC layers with their biases
 
 
-def _basic(c_in, c_out, r=None, min_hidden=None):
-    convs = 9 * c_in * c_out + 9 * c_out * c_out + c_in * c_out      # the 1x1 projection at most
-    return convs + 3 * 5 * c_out + _se(max(c_in, c_out), r, min_hidden)   # BN: 4 tensors and a counter
+def _projection(c_in, c_out, stride):
+    """The 1x1 conv and BN of a shortcut that changes the shape (else none)."""
+    return c_in * c_out + 5 * c_out if stride != 1 or c_in != c_out else 0
 
 
-def _bottleneck(c_in, width, r=None, min_hidden=None):
+def _basic(c_in, c_out, stride=1, r=None, min_hidden=None):
+    convs = 9 * c_in * c_out + 9 * c_out * c_out + _projection(c_in, c_out, stride)
+    return convs + 2 * 5 * c_out + _se(max(c_in, c_out), r, min_hidden)   # BN: 4 tensors and a counter
+
+
+def _bottleneck(c_in, width, stride=1, r=None, min_hidden=None):
     c_out = 4 * width
-    convs = c_in * width + 9 * width * width + width * c_out + c_in * c_out
-    return convs + 5 * (2 * width + 2 * c_out) + _se(max(c_in, c_out), r, min_hidden)
+    convs = c_in * width + 9 * width * width + width * c_out + _projection(c_in, c_out, stride)
+    return convs + 5 * (2 * width + c_out) + _se(max(c_in, c_out), r, min_hidden)
 
 
 def _resnet(depth, block="basic", num_classes=10, reduction_ratio=None, min_hidden=None, **_):
     block_count, per_block = (_bottleneck, 9) if block == "bottleneck" else (_basic, 6)
     n, channels, total = (depth - 2) // per_block, WIDTHS[0], 27 * WIDTHS[0] + 5 * WIDTHS[0]
     expansion = BLOCKS[block][0].expansion
-    for width in WIDTHS:
-        for _ in range(n):
-            total += block_count(channels, width, reduction_ratio, min_hidden)
+    for stage, width in enumerate(WIDTHS):
+        for i in range(n):
+            total += block_count(channels, width, 2 if stage and not i else 1, reduction_ratio, min_hidden)
             channels = width * expansion
     return total + channels * num_classes + num_classes
 
@@ -86,9 +91,11 @@ _COUNTS = {
     "BatchNorm1d": lambda a: 5 * a["num_features"],
     "BatchNorm2d": lambda a: 5 * a["num_features"],
     "SEBlock": lambda a: _se(a["input_channels"], a["reduction_ratio"], a["min_hidden"]),
-    "BasicBlock": lambda a: _basic(a["in_channels"], a["out_channels"], a["reduction_ratio"], a["min_hidden"]),
-    "Bottleneck": lambda a: _bottleneck(a["input_channels"], a["in_channels"], a["reduction_ratio"], a["min_hidden"]),
-    "SEBottleneck": lambda a: _bottleneck(a["input_channels"], a["in_channels"], a["reduction_ratio"],
+    "BasicBlock": lambda a: _basic(a["in_channels"], a["out_channels"], a["stride"], a["reduction_ratio"],
+                                   a["min_hidden"]),
+    "Bottleneck": lambda a: _bottleneck(a["input_channels"], a["in_channels"], a["stride"], a["reduction_ratio"],
+                                        a["min_hidden"]),
+    "SEBottleneck": lambda a: _bottleneck(a["input_channels"], a["in_channels"], a["stride"], a["reduction_ratio"],
                                           a["min_hidden"]),
     "CifarResNet": lambda a: _resnet(**a),
     "cifar_resnet": lambda a: _resnet(**a),

@@ -75,6 +75,8 @@ def check_config(config):
                            ("squeeze", list(SQUEEZE_OPS)), ("excitation", list(EXCITATION_OPS))):
         if getattr(config, field) not in choices:
             raise ValueError(f"unknown {field} {getattr(config, field)!r}; choose from {list(choices)}")
+    if config.data is not None and (not isinstance(config.data, str) or not config.data.strip()):
+        raise ValueError(f"--data must name a data source (a path or 'download'), got {config.data!r}")
     if not set(config.se_stages) <= {1, 2, 3}:
         raise ValueError(f"se_stages must be drawn from 1, 2, 3; got {config.se_stages!r}")
     for field, (minimum, maximum) in INTEGER_RANGES.items():

@@ -141,7 +141,7 @@ def main(argv=None):
         set_num_threads(args.threads or default_num_threads())
         config = checkpoint.config
         device = choose_device(args.device, config.device)
-        config = dataclasses.replace(config, test_subset=0, data=args.data or config.data, device=device,
+        config = dataclasses.replace(config, test_subset=0, data=config.data if args.data is None else args.data, device=device,
                                      threads=args.threads, workers=args.workers)
         model = model_from(checkpoint, device)
         stats = checkpoint.meta.get("normalization")
