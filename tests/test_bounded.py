@@ -34,7 +34,7 @@ EXPECTED = {
     "tar: 4,000 zero-filled JPEGs": (1, "train/cat/00000.jpg: cannot decode the image"),
     "folder: non-UTF-8 file name": (0, "loaded 10 \\+ 10 images"),
     "cache: a killed writer's 50 MB temporary": (0, "loaded 10 \\+ 10 images"),
-    "checkpoint: 512 MiB of zeros under an unused key": (1, "best.npz' holds 1 entry that its model does not have \\(unused\\)"),
+    "checkpoint: 512 MiB of zeros under an unused key": (1, "holds 1 entry that its model does not have \\(unused\\)"),
     "checkpoint: batch_size 10**30": (1, "--batch-size must be at most 1,024"),
     "checkpoint: normalization std [0, 0, 0]": (1, "normalization std \\[0, 0, 0\\].* each > 0"),
     "checkpoint: normalization mean 'abc'": (1, "normalization mean 'abc'"),

@@ -14,7 +14,7 @@ import traceback
 
 from ..backend import check_device
 from .ablate_grid import GRIDS, OPTIONS, plan, set_grid, shard
-from .ablate_results import _write_atomic, existing, run_lock
+from .ablate_results import write_atomic, existing, run_lock
 from .ablate_tables import write_tables
 from .config import TrainConfig
 from .loop import train
@@ -36,7 +36,7 @@ def run_one(run, progress=True):
     except Exception as err:
         result.update(status="failed", error=f"{type(err).__name__}: {err}", traceback=traceback.format_exc())
     os.makedirs(config.out, exist_ok=True)
-    _write_atomic(os.path.join(config.out, "result.json"), json.dumps(result, indent=1))
+    write_atomic(os.path.join(config.out, "result.json"), json.dumps(result, indent=1))
     return result
 
 

@@ -125,7 +125,7 @@ def resolve(setting, base):
     return config, stats.total_params, stats.total_mult_adds
 
 
-def _text(value):
+def setting_text(value):
     """A value as names and tables write it: se_stages as 1+2+3, floats exactly (repr)."""
     if isinstance(value, list):
         return "+".join(map(str, value))
@@ -138,7 +138,7 @@ def setting_name(config, base):
     if config.model.startswith("se_"):
         parts += [f"r{config.reduction_ratio}", *([f"h{config.min_hidden}"] if config.min_hidden else []),
                   config.squeeze, config.excitation, config.placement, "s" + "".join(map(str, config.se_stages))]
-    parts += [f"{f}{_text(getattr(config, f))}" for f in FIELDS
+    parts += [f"{f}{setting_text(getattr(config, f))}" for f in FIELDS
               if f not in ("model", *SE_FIELDS, *RUN_WIDE) and getattr(config, f) != getattr(base, f)]
     return "".join(c if c.isascii() and (c.isalnum() or c in "._+-") else "_" for c in "-".join(parts))
 

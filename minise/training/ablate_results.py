@@ -10,9 +10,7 @@ in progress. CSV accuracies are fractions, as in metrics.csv; summary.md shows p
 Resuming: the same command again skips finished runs, continues a run that has a last.npz and
 retries failed ones. A result.json or last.npz made with other settings than the grid now asks
 for is an error. Processes sharing --out (shards, or the same command started twice) each take a
-run's lock (``runs/.<name>.lock``) before training it, so every run is trained once. A failing run (e.g. a non-finite loss) is recorded as "failed" and the grid
-goes on; the command then exits 1 naming it. Ctrl-C stops the grid (exit 130).
-
+run's lock (``runs/.<name>.lock``) before training it, so every run is trained once.
 """
 import contextlib
 import dataclasses
@@ -21,7 +19,7 @@ import json
 import os
 
 from ..files import atomic_open
-from .ablate_grid import NOT_RUN, SE_FIELDS, _text, identity
+from .ablate_grid import NOT_RUN, SE_FIELDS, setting_text, identity
 from .config import FIELDS, TrainConfig
 from .load import read_checkpoint
 
@@ -89,7 +87,7 @@ def existing(run):
     return ", ".join(notes) or "new"
 
 
-def _write_atomic(path, text):
+def write_atomic(path, text):
     """Write ``text`` to ``path``: a crash leaves the old file or the new one, never half."""
     with atomic_open(path, "w", newline="") as f:
         f.write(text)
@@ -106,7 +104,7 @@ def load_runs(out):
     for r in results:
         config, is_se = r["config"], r["config"]["model"].startswith("se_")
         rows.append({"name": r["name"], "setting": r["setting"], "model": config["model"],
-                     **{f: _text(config[f]) if is_se and f == "se_stages" else config[f] if is_se else None
+                     **{f: setting_text(config[f]) if is_se and f == "se_stages" else config[f] if is_se else None
                         for f in SE_FIELDS},
                      **{f: config.get(f) for f in extra}, "seed": r["seed"],
                      **{f: config[f] for f in ("train_subset", "test_subset", "epochs")},
@@ -129,7 +127,7 @@ def _flock(path, wait=True):
         yield taken
 
 
-def _locked(out):
+def locked(out):
     """Hold ``out``/.tables.lock, so processes sharing ``out`` rebuild the tables one at a time and
     the last rebuild sees every result.json written before it."""
     return _flock(os.path.join(out, ".tables.lock"))

@@ -9,7 +9,7 @@ import os
 import numpy
 
 from .ablate_grid import SE_FIELDS
-from .ablate_results import RESULT_COLUMNS, _locked, _write_atomic, load_runs
+from .ablate_results import RESULT_COLUMNS, locked, write_atomic, load_runs
 
 SUMMARY_COLUMNS = ["n", "final_acc_mean", "final_acc_std", "best_acc_mean", "best_acc_std", "seconds_mean",
                    "delta_vs_resnet", "delta_se"]
@@ -97,11 +97,11 @@ def write_tables(out):
     """Rebuild runs.csv, summary.csv and summary.md in ``out`` from every result.json there,
     atomically; returns (rows, table)."""
     os.makedirs(out, exist_ok=True)
-    with _locked(out):
+    with locked(out):
         rows = load_runs(out)
         table = summarize(rows)
-        _write_atomic(os.path.join(out, "runs.csv"), _csv(rows))
-        _write_atomic(os.path.join(out, "summary.csv"), _csv(table))
-        _write_atomic(os.path.join(out, "summary.md"),
+        write_atomic(os.path.join(out, "runs.csv"), _csv(rows))
+        write_atomic(os.path.join(out, "summary.csv"), _csv(table))
+        write_atomic(os.path.join(out, "summary.md"),
                       format_markdown(table, [r["name"] for r in rows if r["status"] != "finished"]))
     return rows, table

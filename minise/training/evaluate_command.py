@@ -141,8 +141,9 @@ def main(argv=None):
         set_num_threads(args.threads or default_num_threads())
         config = checkpoint.config
         device = choose_device(args.device, config.device)
-        config = dataclasses.replace(config, test_subset=0, data=config.data if args.data is None else args.data, device=device,
-                                     threads=args.threads, workers=args.workers)
+        data_source = config.data if args.data is None else args.data
+        config = dataclasses.replace(config, test_subset=0, data=data_source, device=device, threads=args.threads,
+                                     workers=args.workers)
         model = model_from(checkpoint, device)
         stats = checkpoint.meta.get("normalization")
         data = prepare_data(config, progress=False, stats=(stats["mean"], stats["std"]) if stats else None)
