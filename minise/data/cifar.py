@@ -255,10 +255,10 @@ def _check(data, where):
 
 def _wanted(name, fmt):
     """Whether a file of a source matters: an image or one of the official pickles."""
-    path = PurePosixPath(name)
-    if any(part.startswith(".") or part == "__MACOSX" for part in path.parts):
+    parts = [part for part in name.split("/") if part not in ("", ".")]   # string work: called per member
+    if not parts or any(part.startswith(".") or part == "__MACOSX" for part in parts):
         return False  # OS junk such as .DS_Store or macOS' ._x.jpg resource forks
-    return path.suffix.lower() in IMAGE_SUFFIXES or path.name in fmt.files
+    return os.path.splitext(parts[-1])[1].lower() in IMAGE_SUFFIXES or parts[-1] in fmt.files
 
 
 def _directory_digest(root, fmt):
