@@ -108,7 +108,9 @@ def build_parser():
     p.add_argument("checkpoint", help="a last.npz or best.npz written by minise train")
     add_shared_options(p, device=None, helps={
         "data": "data source (default: the one the run used)",
-        "device": "cpu or cuda (default: the checkpoint's device where this machine has it, else cpu)"})
+        "device": "cpu or cuda (default: the checkpoint's device where this machine has it, else cpu)",
+        "workers": "worker processes, each evaluating its shard of the test images (default: $MINISE_WORKERS, "
+                   "else every CPU this process may use; one on cuda)"})
     p.add_argument("--confusion", default=None, metavar="FILE.png",
                    help="confusion-matrix plot (default: confusion.png in the checkpoint's run folder, "
                         "else in the working folder)")
