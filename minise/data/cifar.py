@@ -328,7 +328,8 @@ def _read_files(fmt, path, progress):
             try:
                 for name, raw in walk_archive(f, path, lambda n: _wanted(n, fmt), budget):
                     keep(name, raw)
-            except (tarfile.TarError, zipfile.BadZipFile, EOFError, zlib.error, OSError) as err:
+            except (tarfile.TarError, zipfile.BadZipFile, EOFError, zlib.error, OSError,
+                    RuntimeError, NotImplementedError) as err:     # zipfile: encrypted, unknown compression
                 raise DataError(f"{path}: cannot read it as a .tar.gz, .tgz, .tar or .zip archive; "
                                 f"is it truncated or corrupt? ({type(err).__name__}: {err})") from err
     return files
