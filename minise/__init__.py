@@ -9,9 +9,17 @@
 """
 __version__ = "0.1.0"
 
-from . import nn  # noqa: E402  (after __version__, which minise.training reads)
+from . import nn  # noqa: E402
 from .execution import get_num_threads, no_grad, set_num_threads  # noqa: E402
 from .summary import summary  # noqa: E402
-from .training import load_model  # noqa: E402
+
+
+def __getattr__(name):
+    """``minise.load_model``, imported on first use: the training package brings the data
+    loaders (Pillow, tqdm), which the layers and the summary do not need."""
+    if name == "load_model":
+        from .training import load_model
+        return load_model
+    raise AttributeError(f"module 'minise' has no attribute {name!r}")
 
 __all__ = ["nn", "summary", "load_model", "get_num_threads", "no_grad", "set_num_threads", "__version__"]

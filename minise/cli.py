@@ -6,6 +6,7 @@ from .training.options import int_tuple
 
 
 def _summary(argv):
+    from .budget import BudgetError, check_activations
     from .model_spec import ModelSpecError, build_model, fitting_input_size
     from .summary import summary
 
@@ -17,18 +18,27 @@ def _summary(argv):
                         help="input shape, batch first (default: one input the model takes, e.g. 1,3,32,32 "
                              "for the ResNets, 1,C,32,32 for a layer of C channels)")
     parser.add_argument("--mult-adds", action="store_true", help="add the mult-adds column")
+    parser.add_argument("--memory-budget", type=float, default=2.0, metavar="GB",
+                        help="refuse, before building or running anything, a model whose parameters or whose "
+                             "pass on the input could take more memory than this (default: 2 GB)")
     options = parser.parse_args(argv)
+    if not 0 < options.memory_budget < float("inf"):
+        parser.error(f"--memory-budget must be a positive number of GB, got {options.memory_budget}")
+    budget = options.memory_budget * 1e9
     try:
-        model = build_model(options.model)
-    except ModelSpecError as err:
-        parser.error(f"--model {options.model!r}: {err}")
+        model = build_model(options.model, max_bytes=budget)
+    except (ModelSpecError, BudgetError) as err:
+        text = options.model if len(options.model) <= 80 else options.model[:77] + "..."
+        parser.error(f"--model {text!r}: {err}")
     options.input_size = options.input_size or fitting_input_size(model)
+    size = ",".join(map(str, options.input_size))
     columns = ("input_size", "output_size", "num_params") + (("mult_adds",) if options.mult_adds else ())
     try:
+        check_activations(model, options.input_size, budget)
         summary(model, options.input_size, col_names=columns)
-    except (ValueError, TypeError) as err:           # the model refuses an input of that shape
-        size = ",".join(map(str, options.input_size))
-        print(f"minise summary: error: --input-size {size}: {err}", file=sys.stderr)
+    except (ValueError, TypeError, MemoryError, OverflowError) as err:   # the model refuses that input
+        message = f"{type(err).__name__}: out of memory" if isinstance(err, MemoryError) and not str(err) else err
+        print(f"minise summary: error: --input-size {size}: {message}", file=sys.stderr)
         return 1
     return 0
 

@@ -1,8 +1,10 @@
 """Files written atomically: a checkpoint, a cache, a download or a table is either the old file
-or the complete new one, never half of either."""
+or the complete new one, never half of either. And the size of a zip's directory, read before
+zipfile parses it."""
 import contextlib
 import glob
 import os
+import struct
 import tempfile
 
 
@@ -67,3 +69,29 @@ def _running(pid):
 def _remove(path):
     with contextlib.suppress(FileNotFoundError):
         os.remove(path)
+
+
+_EOCD = struct.Struct("<4s4H2LH")            # zip's end of central directory record
+_ZIP64_LOCATOR = struct.Struct("<4sLQL")
+_ZIP64_EOCD = struct.Struct("<4sQ2H2L4Q")
+
+
+def zip_entry_count(f):
+    """The number of entries a zip's end record declares, read before zipfile parses the directory
+    (which would hold every entry in memory); 0 if no end record is found (zipfile then says why)."""
+    f.seek(0, os.SEEK_END)
+    size = f.tell()
+    f.seek(max(0, size - _EOCD.size - 0xFFFF))       # the record, then a comment of up to 64 KiB
+    tail = f.read()
+    at = tail.rfind(b"PK\x05\x06")
+    if at < 0 or len(tail) - at < _EOCD.size:
+        return 0
+    entries = _EOCD.unpack_from(tail, at)[4]
+    if entries != 0xFFFF or at < _ZIP64_LOCATOR.size:
+        return entries
+    signature, _, offset, _ = _ZIP64_LOCATOR.unpack_from(tail, at - _ZIP64_LOCATOR.size)
+    if signature != b"PK\x06\x07":
+        return entries
+    f.seek(offset)
+    record = f.read(_ZIP64_EOCD.size)
+    return _ZIP64_EOCD.unpack(record)[7] if len(record) == _ZIP64_EOCD.size else entries

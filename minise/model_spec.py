@@ -9,6 +9,7 @@ are refused, so the text can reach neither Python's builtins nor arbitrary compu
 import ast
 
 from . import models, nn
+from .budget import check_parameters
 
 MAX_LENGTH = 500  # characters: a spec is one short call; bounds the parser's work and the literals
 DEFAULT_INPUT_SIZE = (1, 64, 32, 32)
@@ -29,8 +30,10 @@ def constructors():
     return found
 
 
-def build_model(text):
-    """The Module that ``text`` describes. Raises ModelSpecError (a ValueError) naming the fault."""
+def build_model(text, max_bytes=None):
+    """The Module that ``text`` describes. Raises ModelSpecError (a ValueError) naming the fault,
+    and, before anything is built, BudgetError where its parameters would take more than
+    ``max_bytes`` (None: no budget)."""
     if not isinstance(text, str) or len(text) > MAX_LENGTH:
         raise ModelSpecError(f"expected a layer or model call of at most {MAX_LENGTH} characters")
     text = text.strip()
@@ -50,9 +53,11 @@ def build_model(text):
         raise ModelSpecError("**keyword unpacking is not allowed; write each argument out")
     positional = [_literal(a, text) for a in args]
     named = {k.arg: _literal(k.value, text) for k in keywords}
+    if max_bytes is not None:
+        check_parameters(name.id, known[name.id], positional, named, max_bytes)
     try:
         model = known[name.id](*positional, **named)
-    except (TypeError, ValueError, MemoryError) as err:
+    except (TypeError, ValueError, MemoryError, OverflowError) as err:
         raise ModelSpecError(f"{name.id}: {type(err).__name__}: {err}") from None
     return model
 

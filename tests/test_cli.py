@@ -244,3 +244,20 @@ def test_main_exit_code_follows_the_cases(monkeypatch, capsys):
         minise.gradcheck.main([])
     assert info.value.code == 1
     assert "FAIL" in capsys.readouterr().out
+
+
+def test_importing_the_layers_leaves_training_pillow_and_tqdm_out():
+    """``import minise.nn`` (and ``import minise``) load neither the training package nor the data
+    loaders' Pillow and tqdm; ``minise.load_model`` still comes on first use."""
+    proc = run("-c", "import sys, minise.nn, minise; "
+                     "print(sorted(m for m in ('minise.training', 'minise.data', 'PIL', 'tqdm') if m in sys.modules)); "
+                     "print(minise.load_model.__module__)")
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.split() == ["[]", "minise.training.load"]
+
+
+def test_an_empty_data_path_is_refused(tmp_path, capsys):
+    """--data '' names no source: refused, not a scan of the working folder."""
+    assert minise.cli.main(["train", "--data", "", "--out", str(tmp_path / "run"), "--no-progress"]) == 1
+    assert "--data must name a data source" in capsys.readouterr().err
+    assert not (tmp_path / "run").exists()

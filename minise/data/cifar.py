@@ -11,7 +11,8 @@ A source is one of
   list.
 
 A source holds one copy of the data: the layout found in two folders is refused as ambiguous.
-Each file's size is checked against what CIFAR can hold before it is read (``MAX_*_BYTES``).
+Only regular files are read, each within what CIFAR can hold (``reading``: ``MAX_*``); images
+are decoded as they are read, so memory holds their pixels, not their files.
 
 Decoding 60,000 JPEGs takes seconds, so the arrays are cached in an uncompressed ``.npz`` whose
 name holds a checksum of the source: a second load only reads that file, and an edited source
@@ -21,6 +22,7 @@ import hashlib
 import io
 import os
 import pickle
+import stat
 import tarfile
 import urllib.parse
 import warnings
@@ -34,11 +36,14 @@ import numpy as np
 from PIL import Image
 from tqdm.auto import tqdm
 
-from ..files import atomic_open
+from ..files import atomic_open, remove_stale_temporaries
 from .download import (
     CIFAR10_MD5, CIFAR10_URL, CIFAR100_MD5, CIFAR100_URL, DataError, download, file_digest,
 )
 from .npz_map import memmap_npz
+from .reading import (
+    IMAGE_SUFFIXES, MAX_ARCHIVE_BYTES, Budget, file_kind, folder_files, shown, walk_archive, walk_folder,
+)
 
 CIFAR10_CLASSES = (
     "airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck",
@@ -55,16 +60,8 @@ CIFAR100_CLASSES = tuple("""
     train trout tulip turtle wardrobe whale willow_tree wolf woman worm
 """.split())
 
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
 SPLITS = ("train", "test")
 IMAGE_SHAPE = (3, 32, 32)
-# What a CIFAR source can hold, with room to spare, checked against each file's size as its
-# archive header or the file system states it, before the file is read. A 32x32 RGB image is
-# 3,072 bytes raw and its PNG or JPEG a few KB; the largest official file, CIFAR-100's train
-# pickle of 50,000 images, is 155 MB; either data set has 60,000 images in all.
-MAX_IMAGE_BYTES = 256 * 1024
-MAX_PICKLE_BYTES = 50_000 * 4096
-MAX_SOURCE_BYTES = 60_000 * 8192
 _CACHE_VERSION = "1"  # part of every cache key: bump it when decoding or the cache layout changes
 
 
@@ -149,15 +146,26 @@ def _load(fmt, source, data_dir, progress, url, md5):
     cache_dir = Path(data_dir).expanduser() if data_dir is not None else default_data_dir()
     if isinstance(source, str) and source == "download":
         return _load_download(fmt, cache_dir, progress, url, md5)
+    expected = (f"expected the official archive, its extracted {fmt.folder}/ folder, or image folders "
+                "(directory, .tar.gz or .zip)")
+    if isinstance(source, str) and not source.strip():
+        raise DataError(f"the {fmt.name} source is an empty path; {expected}, or 'download'")
     path = Path(source).expanduser()
-    if not path.exists():
-        raise FileNotFoundError(
-            f"{fmt.name} source {path} does not exist: expected the official archive, its "
-            f"extracted {fmt.folder}/ folder, or image folders (directory, .tar.gz or .zip)")
-    if path.is_dir():
+    try:
+        mode = path.stat().st_mode       # stat before open: a FIFO or a device is never opened
+    except FileNotFoundError:
+        raise FileNotFoundError(f"{fmt.name} source {shown(str(path))} does not exist: {expected}") from None
+    if stat.S_ISDIR(mode):
         digest = _directory_digest(path, fmt)
-    else:
+    elif stat.S_ISREG(mode):
+        size = path.stat().st_size
+        if size > MAX_ARCHIVE_BYTES:
+            raise DataError(f"{shown(str(path))} holds {size:,} bytes, more than any {fmt.name} archive "
+                            f"({MAX_ARCHIVE_BYTES:,} bytes at most); refusing to read it")
         digest = file_digest(path)
+    else:
+        raise DataError(f"{fmt.name} source {shown(str(path))} is {file_kind(mode)}, not a regular file or "
+                        f"a folder; {expected}")
     return _cached(fmt, cache_dir, str(path.resolve()), digest, lambda: _read_source(fmt, path, progress))
 
 
@@ -187,6 +195,8 @@ def _cached(fmt, cache_dir, origin, digest, read):
     """
     family = f"{fmt.name}-{_sha(origin)[:8]}-"
     path = cache_dir / f"{family}{_sha(_CACHE_VERSION, fmt.name, digest)[:16]}.npz"
+    if cache_dir.is_dir():
+        remove_stale_temporaries(str(cache_dir))    # of any source: writers killed mid-write
     data = _read_cache(path)
     if data is None:
         data = read()
@@ -199,7 +209,7 @@ def _cached(fmt, cache_dir, origin, digest, read):
 
 
 def _sha(*parts):
-    return hashlib.sha256("\0".join(parts).encode()).hexdigest()
+    return hashlib.sha256("\0".join(parts).encode("utf-8", "surrogateescape")).hexdigest()
 
 
 def _read_cache(path):
@@ -247,67 +257,35 @@ def _check(data, where):
 
 def _wanted(name, fmt):
     """Whether a file of a source matters: an image or one of the official pickles."""
-    path = PurePosixPath(name)
-    if any(part.startswith(".") or part == "__MACOSX" for part in path.parts):
+    parts = [part for part in name.split("/") if part not in ("", ".")]   # string work: called per member
+    if not parts or any(part.startswith(".") or part == "__MACOSX" for part in parts):
         return False  # OS junk such as .DS_Store or macOS' ._x.jpg resource forks
-    return path.suffix.lower() in IMAGE_SUFFIXES or path.name in fmt.files
-
-
-def _directory_files(root, fmt):
-    """Sorted relative POSIX paths of the wanted files under ``root``."""
-    names = []
-    for folder, _, files in os.walk(root):
-        rel = Path(folder).relative_to(root).as_posix()
-        names += [f if rel == "." else f"{rel}/{f}" for f in files]
-    return sorted(n for n in names if _wanted(n, fmt))
+    return os.path.splitext(parts[-1])[1].lower() in IMAGE_SUFFIXES or parts[-1] in fmt.files
 
 
 def _directory_digest(root, fmt):
     """A checksum of a directory from its file names, sizes and modification times.
 
-    Cheaper than hashing every byte, and any edit changes a size or an mtime.
+    Cheaper than hashing every byte, and any edit changes a size or an mtime. Names that are not
+    UTF-8 go in as their bytes (surrogate escapes).
     """
     digest = hashlib.sha256()
-    for name in _directory_files(root, fmt):
+    for name in folder_files(root, lambda n: _wanted(n, fmt), Budget(fmt, root)):
         st = os.stat(root / name)
-        digest.update(f"{name}\0{st.st_size}\0{st.st_mtime_ns}\n".encode())
+        digest.update(f"{name}\0{st.st_size}\0{st.st_mtime_ns}\n".encode("utf-8", "surrogateescape"))
     return digest.hexdigest()
-
-
-class _SizeLimit:
-    """Refuses the file that would make a source hold more than CIFAR can (see MAX_*_BYTES)."""
-
-    def __init__(self, fmt, source):
-        self.fmt, self.source, self.total = fmt, source, 0
-
-    def admit(self, name, size):
-        image = PurePosixPath(name).suffix.lower() in IMAGE_SUFFIXES
-        limit = MAX_IMAGE_BYTES if image else MAX_PICKLE_BYTES
-        if size > limit:
-            raise DataError(f"{self.source}: {name} holds {size:,} bytes, more than any {self.fmt.name} "
-                            f"{'image' if image else 'file'} ({limit:,} bytes at most); refusing to read it")
-        self.total += size
-        if self.total > MAX_SOURCE_BYTES:
-            raise DataError(f"{self.source}: its images and data files hold more than {MAX_SOURCE_BYTES:,} "
-                            f"bytes (reached at {name}), more than all of {self.fmt.name}; refusing to read on")
 
 
 def _read_source(fmt, path, progress):
     """Read and decode a source (a directory or an archive file) into a checked Dataset."""
-    if path.is_dir():
-        limit, names = _SizeLimit(fmt, path), _directory_files(path, fmt)
-        for name in names:
-            limit.admit(name, (path / name).stat().st_size)
-        files = {name: (path / name).read_bytes() for name in names}
-    else:
-        files = _read_archive(path, fmt)
+    files = _read_files(fmt, path, progress)
     _check_one_layout(fmt, files, path)
     by_basename = {PurePosixPath(n).name: n for n in files if PurePosixPath(n).name in fmt.files}
     images = sorted(n for n in files if PurePosixPath(n).suffix.lower() in IMAGE_SUFFIXES)
     if by_basename:
         data = _parse_official(fmt, files, by_basename, path)
     elif images:
-        data = _parse_image_folders(fmt, files, images, path, progress)
+        data = _parse_image_folders(fmt, files, images, path)
     else:
         raise DataError(
             f"{path}: found neither the official {fmt.name} files ({', '.join(fmt.files)}) nor "
@@ -333,33 +311,29 @@ def _check_one_layout(fmt, names, source):
                         f"more than one folder ({listed}); keep one copy, or point the source at one folder")
 
 
-def _read_archive(path, fmt):
-    """{member name: bytes} of the wanted regular files of a .zip or a (compressed) tar archive.
+def _read_files(fmt, path, progress):
+    """{name: content} of the wanted files of a folder or an archive (``reading``'s bounds):
+    images decoded to uint8 (32, 32, 3) pixels as they are read, other files as bytes."""
+    files, budget = {}, Budget(fmt, path)
 
-    Nothing is extracted to disk, so member names like ``../x`` are harmless. Each member's size
-    is checked from its header before it is decompressed: zipfile and tarfile read no more than
-    the header says.
-    """
-    files, limit = {}, _SizeLimit(fmt, path)
-    with open(path, "rb") as f:  # outside the try: a missing or unreadable file is its own error
-        try:
-            if zipfile.is_zipfile(f):
-                with zipfile.ZipFile(f) as archive:
-                    for info in archive.infolist():
-                        if not info.is_dir() and _wanted(info.filename, fmt):
-                            limit.admit(info.filename, info.file_size)
-                            files[info.filename] = archive.read(info)
-            else:
-                f.seek(0)
-                # One forward pass over the (gzip) stream: members are read in archive order.
-                with tarfile.open(fileobj=f, mode="r:*") as archive:
-                    for member in archive:
-                        if member.isfile() and _wanted(member.name, fmt):
-                            limit.admit(member.name, member.size)
-                            files[member.name] = archive.extractfile(member).read()
-        except (tarfile.TarError, zipfile.BadZipFile, EOFError, zlib.error, OSError) as err:
-            raise DataError(f"{path}: cannot read it as a .tar.gz, .tgz, .tar or .zip archive; "
-                            f"is it truncated or corrupt? ({type(err).__name__}: {err})") from err
+    def keep(name, raw):
+        image = PurePosixPath(name).suffix.lower() in IMAGE_SUFFIXES
+        files[name] = _decode_image(raw, f"{path}: {shown(name)}") if image else raw
+        bar.update()
+
+    with tqdm(desc=f"reading {shown(path.name)}", unit="file", disable=not progress) as bar:
+        if path.is_dir():
+            for name, raw in walk_folder(path, lambda n: _wanted(n, fmt), budget):
+                keep(name, raw)
+            return files
+        with open(path, "rb") as f:  # outside the try: a missing or unreadable file is its own error
+            try:
+                for name, raw in walk_archive(f, path, lambda n: _wanted(n, fmt), budget):
+                    keep(name, raw)
+            except (tarfile.TarError, zipfile.BadZipFile, EOFError, zlib.error, OSError,
+                    RuntimeError, NotImplementedError) as err:     # zipfile: encrypted, unknown compression
+                raise DataError(f"{path}: cannot read it as a .tar.gz, .tgz, .tar or .zip archive; "
+                                f"is it truncated or corrupt? ({type(err).__name__}: {err})") from err
     return files
 
 
@@ -451,14 +425,14 @@ def _unpickle(raw, where):
     return {k.decode() if isinstance(k, bytes) else k: v for k, v in obj.items()}
 
 
-def _parse_image_folders(fmt, files, images, source, progress):
+def _parse_image_folders(fmt, files, images, source):
     label_of = {name: label for label, name in enumerate(fmt.classes)}
     items = {split: [] for split in SPLITS}
     unknown = set()
     for name in images:  # sorted, so the order of the arrays is deterministic
         parts = PurePosixPath(name).parts
         if len(parts) < 3 or parts[-3] not in SPLITS:
-            raise DataError(f"{source}: image {name} is not in a SPLIT/CLASS/ folder (SPLIT: train or test)")
+            raise DataError(f"{source}: image {shown(name)} is not in a SPLIT/CLASS/ folder (SPLIT: train or test)")
         if parts[-2] not in label_of:
             unknown.add(parts[-2])
         else:
@@ -472,17 +446,15 @@ def _parse_image_folders(fmt, files, images, source, progress):
         present = {label for _, label in items[split]}
         missing = [name for label, name in enumerate(fmt.classes) if label not in present]
         if missing:
-            shown = ", ".join(missing[:10]) + (f" and {len(missing) - 10} more" if len(missing) > 10 else "")
-            raise DataError(f"{source}: no images of {shown} under {split}/; {fmt.name} image folders "
+            listed = ", ".join(missing[:10]) + (f" and {len(missing) - 10} more" if len(missing) > 10 else "")
+            raise DataError(f"{source}: no images of {listed} under {split}/; {fmt.name} image folders "
                             f"hold all {len(fmt.classes)} classes, in train/ and in test/")
     arrays = []
-    with tqdm(total=len(images), desc=f"decoding {source.name}", unit="img", disable=not progress) as bar:
-        for split in SPLITS:
-            x = np.empty((len(items[split]), *IMAGE_SHAPE), np.uint8)
-            for i, (name, _) in enumerate(items[split]):
-                x[i] = _decode_image(files[name], f"{source}: {name}").transpose(2, 0, 1)  # HWC -> CHW
-                bar.update()
-            arrays += [x, np.array([label for _, label in items[split]], np.int64)]
+    for split in SPLITS:
+        x = np.empty((len(items[split]), *IMAGE_SHAPE), np.uint8)
+        for i, (name, _) in enumerate(items[split]):
+            x[i] = files.pop(name).transpose(2, 0, 1)  # HWC -> CHW; popped, so the pixels are held once
+        arrays += [x, np.array([label for _, label in items[split]], np.int64)]
     return Dataset(*arrays, fmt.classes)
 
 

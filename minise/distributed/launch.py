@@ -133,6 +133,26 @@ def _death(died, workers):
     return f"{who} (pid {pid}) {how}"
 
 
+def run_command(prog, argv, body, workers=None, device="cpu", threads=None, before_launch=None):
+    """Run a command (``body()``, its exit code) as this machine's workers want it:
+    - started by a user or a script with more than one worker wanted (``workers``, else
+      $MINISE_WORKERS, else one per CPU): ``before_launch()`` (checks that need no worker),
+      then ``mpiexec`` runs ``python -m minise argv`` once per worker and this waits for them;
+    - one worker wanted: ``body()`` here, with no MPI;
+    - inside MPI (one of the workers): ``body()``, every failure ending every worker."""
+    if not inside_mpi():
+        count = worker_count(workers, device)
+        if count > 1:
+            if before_launch is not None:
+                before_launch()
+            return launch(prog, argv, count, threads or threads_per_worker(count))
+    elif workers not in (None, world().size):
+        raise ValueError(f"--workers {workers}, but MPI's launcher started {world().size} workers: "
+                         "leave --workers out under mpiexec")
+    with stop_all_on_error(prog):
+        return body()
+
+
 @contextlib.contextmanager
 def stop_all_on_error(prog):
     """In a worker of several: an exception that leaves the block is reported in one line,

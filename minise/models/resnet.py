@@ -7,9 +7,12 @@ BN where the shape changes). Attribute names follow torchvision's ResNet, so a P
 loads key for key.
 """
 from ..nn import AdaptiveAvgPool2d, BatchNorm2d, Conv2d, Flatten, Linear, Module, ReLU, Sequential
+from ..nn.validate import positive_int
 from .blocks import BasicBlock, Bottleneck
 
 WIDTHS = (16, 32, 64)
+MAX_DEPTH = 1202         # the paper's deepest CIFAR ResNet (section 4.2); 19.7M parameters here, with SE blocks
+MAX_CLASSES = 100_000
 BLOCKS = {"basic": (BasicBlock, 6), "bottleneck": (Bottleneck, 9)}
 
 
@@ -29,9 +32,10 @@ class CifarResNet(Module):
         if block not in BLOCKS:
             raise ValueError(f"CifarResNet: block must be one of {list(BLOCKS)}, got {block!r}")
         block_class, per_block = BLOCKS[block]
-        if not isinstance(depth, int) or depth < per_block + 2 or (depth - 2) % per_block:
+        if not isinstance(depth, int) or depth < per_block + 2 or (depth - 2) % per_block or depth > MAX_DEPTH:
             raise ValueError(f"CifarResNet: a {block} ResNet needs depth = {per_block}n + 2 "
-                             f"(e.g. {per_block + 2}, {2 * per_block + 2}), got {depth!r}")
+                             f"(e.g. {per_block + 2}, {2 * per_block + 2}) of at most {MAX_DEPTH}, got {depth!r:.60}")
+        positive_int(num_classes, "num_classes", "CifarResNet", maximum=MAX_CLASSES)
         n = (depth - 2) // per_block
         self.depth, self.block_type, self.reduction_ratio = depth, block, reduction_ratio
         self.conv1 = Conv2d(3, WIDTHS[0], 3, padding=1, bias=False)

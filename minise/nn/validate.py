@@ -84,19 +84,32 @@ def check_dout(layer, dout, out):
                         f"output, got a {device_of(dout)} array of dtype {dout.dtype}")
 
 
-def pair(value, name, layer_name, minimum=1):
-    """Turn an int or a 2-tuple of ints into a 2-tuple, checking each is at least ``minimum``."""
+# Bounds of the integers a layer is built from, so that a typo fails at once, in one line: a width
+# (channels, features, a reduction ratio) of at most 2**20, a kernel, stride, padding or output
+# size of at most 4,096 pixels a side. Memory for a whole model is budgeted where one is built from
+# text (``minise.model_spec``); these bounds keep every count a machine integer.
+MAX_WIDTH = 1 << 20
+MAX_EXTENT = 4096
+
+
+def pair(value, name, layer_name, minimum=1, maximum=MAX_EXTENT):
+    """Turn an int or a 2-tuple of ints into a 2-tuple, checking each is in [minimum, maximum]."""
     if isinstance(value, int) and not isinstance(value, bool):
         value = (value, value)
     if (not isinstance(value, tuple) or len(value) != 2
             or not all(isinstance(v, int) and not isinstance(v, bool) for v in value)):
-        raise TypeError(f"{layer_name}: {name} must be an int or a tuple of two ints, got {value!r}")
+        raise TypeError(f"{layer_name}: {name} must be an int or a tuple of two ints, got {value!r:.60}")
     if min(value) < minimum:
-        raise ValueError(f"{layer_name}: {name} must be at least {minimum}, got {value!r}")
+        raise ValueError(f"{layer_name}: {name} must be at least {minimum}, got {value!r:.60}")
+    if max(value) > maximum:
+        raise ValueError(f"{layer_name}: {name} must be at most {maximum:,}, got {value!r:.60}")
     return value
 
 
-def positive_int(value, name, layer_name):
+def positive_int(value, name, layer_name, maximum=MAX_WIDTH):
+    """``value``, checked to be an int in [1, maximum]."""
     if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-        raise ValueError(f"{layer_name}: {name} must be a positive int, got {value!r}")
+        raise ValueError(f"{layer_name}: {name} must be a positive int, got {value!r:.60}")
+    if value > maximum:
+        raise ValueError(f"{layer_name}: {name} must be at most {maximum:,}, got {value!r:.60}")
     return value

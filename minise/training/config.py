@@ -5,14 +5,13 @@ import dataclasses
 import math
 import numbers
 
-from .. import models
+from .. import backend, models
 from ..models.blocks import PLACEMENTS
 from ..nn.se import EXCITATION_OPS, SQUEEZE_OPS
 
 MODELS = ["resnet20", "resnet32", "resnet56", "se_resnet20", "se_resnet32", "se_resnet56"]
 SCHEDULES = ["onecycle", "cosine", "step", "constant"]
 DATASETS = ["cifar10", "cifar100"]
-DEVICES = ["cpu", "cuda"]
 
 
 def option(default, help, **argparse_keywords):
@@ -48,7 +47,7 @@ class TrainConfig:
     data_dir: str = option(None, "cache folder for downloads and decoded images "
                                  "(default: $XDG_CACHE_HOME/minise, else ~/.cache/minise)")
     seed: int = option(0, "seed of the initial weights, the shuffling and the augmentation")
-    device: str = option("cpu", "cpu, or cuda (needs CuPy and an NVIDIA GPU)", choices=DEVICES)
+    device: str = option("cpu", "cpu, or cuda (needs CuPy and an NVIDIA GPU)", choices=list(backend.DEVICES))
     cuda_graph: bool = option(True, "with --device cuda, record the training step once as a CUDA graph and replay it")
     workers: int = option(None, "worker processes, each training on its shard of every batch (default: "
                                 "$MINISE_WORKERS, else every CPU this process may use; one on cuda)")
@@ -61,24 +60,33 @@ class TrainConfig:
 
 
 FIELDS = {f.name: f for f in dataclasses.fields(TrainConfig)}
+# (minimum, maximum or None) of the integer settings, from the command line or a checkpoint. The
+# maxima bound the work a setting sizes: a batch of 1,024 SE-ResNet-20 images already holds
+# gigabytes of activations for backward; CIFAR has 50,000 training and 10,000 test images.
+INTEGER_RANGES = {"epochs": (1, None), "batch_size": (1, 1024), "reduction_ratio": (1, 1024), "min_hidden": (0, 1024),
+                  "train_subset": (0, 50_000), "test_subset": (0, 10_000), "seed": (0, None), "threads": (1, 1024),
+                  "workers": (1, 1024)}
 
 
 def check_config(config):
     """Reject unknown names and bad numbers, naming the option, before any data is loaded."""
     for field, choices in (("model", MODELS), ("schedule", SCHEDULES), ("dataset", DATASETS),
-                           ("device", DEVICES), ("placement", PLACEMENTS),
+                           ("device", backend.DEVICES), ("placement", PLACEMENTS),
                            ("squeeze", list(SQUEEZE_OPS)), ("excitation", list(EXCITATION_OPS))):
         if getattr(config, field) not in choices:
             raise ValueError(f"unknown {field} {getattr(config, field)!r}; choose from {list(choices)}")
+    if config.data is not None and (not isinstance(config.data, str) or not config.data.strip()):
+        raise ValueError(f"--data must name a data source (a path or 'download'), got {config.data!r}")
     if not set(config.se_stages) <= {1, 2, 3}:
         raise ValueError(f"se_stages must be drawn from 1, 2, 3; got {config.se_stages!r}")
-    for field, minimum in (("epochs", 1), ("batch_size", 1), ("reduction_ratio", 1), ("min_hidden", 0),
-                           ("train_subset", 0), ("test_subset", 0), ("seed", 0), ("threads", 1), ("workers", 1)):
+    for field, (minimum, maximum) in INTEGER_RANGES.items():
         value = getattr(config, field)
         if field in ("threads", "workers") and value is None:
             continue
         if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < minimum:
             raise ValueError(f"{option_name(field)} must be an integer >= {minimum}, got {value!r}")
+        if maximum is not None and value > maximum:
+            raise ValueError(f"{option_name(field)} must be at most {maximum:,}, got {value:,}")
     for field in ("lr", "momentum", "weight_decay"):
         value = getattr(config, field)
         if isinstance(value, bool) or not isinstance(value, numbers.Real) or not math.isfinite(value) or value < 0:

@@ -16,11 +16,13 @@ import numpy
 
 from ..backend import check_device, to_numpy
 from ..checkpoint import CheckpointError
-from ..execution.threads import default_num_threads, set_num_threads
-from .config import DEVICES, architecture
+from ..distributed import use_own_gpu, world
+from ..distributed.launch import run_command, threads_per_worker
+from ..execution.threads import set_num_threads
+from .config import INTEGER_RANGES, architecture, option_name
 from .load import model_from, read_checkpoint
-from .loop import evaluate, prepare_data
-from .options import parser
+from .loop import evaluate, prepare_images
+from .options import add_shared_options, parser
 
 EXAMPLES = [
     "minise evaluate runs/latest/best.npz",
@@ -91,14 +93,16 @@ def default_confusion_path(checkpoint_path):
     return os.path.join(folder if os.path.exists(os.path.join(folder, "config.json")) else ".", "confusion.png")
 
 
-def choose_device(asked, trained_on):
-    """``asked``, else the checkpoint's device where this machine has it, else the CPU (said so)."""
+def choose_device(asked, trained_on, quiet=False):
+    """``asked``, else the checkpoint's device where this machine has it, else the CPU (said so,
+    unless ``quiet``)."""
     if asked is not None:
         return asked
     try:
         return check_device(trained_on)
     except RuntimeError as err:
-        print(f"device: cpu (the checkpoint was trained on {trained_on}, which this machine cannot use: {err})")
+        if not quiet:
+            print(f"device: cpu (the checkpoint was trained on {trained_on}, which this machine cannot use: {err})")
         return "cpu"
 
 
@@ -106,61 +110,83 @@ def build_parser():
     p = parser("minise evaluate", "Test a checkpoint of minise train on the whole test split: accuracy, per-class "
                                   "accuracy, a confusion-matrix plot, and an export for PyTorch.", EXAMPLES)
     p.add_argument("checkpoint", help="a last.npz or best.npz written by minise train")
-    p.add_argument("--data", default=None, help="data source (default: the one the run used)")
-    p.add_argument("--device", default=None, choices=DEVICES,
-                   help="default: the checkpoint's device where this machine has it, else cpu")
-    p.add_argument("--threads", type=int, default=None,
-                   help="CPU threads (default: $MINISE_NUM_THREADS, else every CPU this process may use)")
+    add_shared_options(p, device=None, helps={
+        "data": "data source (default: the one the run used)",
+        "device": "cpu or cuda (default: the checkpoint's device where this machine has it, else cpu)",
+        "workers": "worker processes, each evaluating its shard of the test images (default: $MINISE_WORKERS, "
+                   "else every CPU this process may use; one on cuda)"})
     p.add_argument("--confusion", default=None, metavar="FILE.png",
                    help="confusion-matrix plot (default: confusion.png in the checkpoint's run folder, "
                         "else in the working folder)")
     p.add_argument("--export", default=None, metavar="FILE.pt|FILE.npz",
                    help="also write the weights for PyTorch (.pt needs torch)")
-    p.add_argument("--no-progress", action="store_true", help="no progress bar")
     return p
 
 
 def main(argv=None):
+    argv = sys.argv[1:] if argv is None else list(argv)
     p = build_parser()
     args = p.parse_args(argv)
     if args.export and not args.export.endswith((".pt", ".npz")):
         p.error(f"--export must end in .pt or .npz, got {args.export!r}")
-    if args.threads is not None and args.threads < 1:
-        p.error(f"--threads must be an integer >= 1, got {args.threads}")
+    for name in ("threads", "workers"):
+        minimum, maximum = INTEGER_RANGES[name]
+        if getattr(args, name) is not None and not minimum <= getattr(args, name) <= maximum:
+            p.error(f"{option_name(name)} must be an integer from {minimum} to {maximum:,}, got {getattr(args, name)}")
     plot_path = args.confusion or default_confusion_path(args.checkpoint)
     try:
-        if args.export and args.export.endswith(".pt"):
-            try:
-                import torch  # noqa: F401  (checked now, not after the whole evaluation)
-            except ImportError:
-                raise RuntimeError("--export to .pt needs torch, which is not installed: install it, "
-                                   "or export to .npz instead") from None
-        checkpoint = read_checkpoint(args.checkpoint)
-        check_writable("confusion matrix", plot_path)
-        if args.export:
-            check_writable("export", args.export)
-        set_num_threads(args.threads or default_num_threads())
-        config = checkpoint.config
-        device = choose_device(args.device, config.device)
-        config = dataclasses.replace(config, test_subset=0, data=args.data or config.data, device=device)
-        model = model_from(checkpoint, device)
-        stats = checkpoint.meta.get("normalization")
-        data = prepare_data(config, progress=False, stats=(stats["mean"], stats["std"]) if stats else None)
-        loss, acc, predictions = evaluate(model, data.x_test, data.y_test, config.batch_size,
-                                          progress=not args.no_progress, desc="evaluating")
-        y = to_numpy(data.y_test)
-        counts = confusion_matrix(y, predictions, len(data.classes))
-        print(f"{os.path.basename(args.checkpoint)} (epoch {checkpoint.meta['epoch']}, {config.model}): "
-              f"test accuracy {100 * acc:.2f}%  loss {loss:.4f}  on {len(y)} images")
-        for c, name in enumerate(data.classes):
-            print(f"  {name:<12} {100 * counts[c, c] / max(counts[c].sum(), 1):6.2f}%")
-        plot_confusion(counts, data.classes, plot_path)
-        print(f"confusion matrix: {plot_path}")
-        if args.export:
-            export(checkpoint, data.classes, args.export)
-            print(f"PyTorch state_dict: {args.export}")
+        return run_command("minise evaluate", ["evaluate", *argv], lambda: _evaluate(args, plot_path), args.workers,
+                           args.device or "cpu", args.threads, before_launch=lambda: _check(args, plot_path))
     except (CheckpointError, ValueError, RuntimeError, OSError, KeyError) as err:
         print(f"minise evaluate: error: {err}", file=sys.stderr)
         return 1
+
+
+def _check(args, plot_path):
+    """What can be refused before any image is read (and before any worker starts)."""
+    if args.export and args.export.endswith(".pt"):
+        try:
+            import torch  # noqa: F401  (checked now, not after the whole evaluation)
+        except ImportError:
+            raise RuntimeError("--export to .pt needs torch, which is not installed: install it, "
+                               "or export to .npz instead") from None
+    checkpoint = read_checkpoint(args.checkpoint)
+    check_writable("confusion matrix", plot_path)
+    if args.export:
+        check_writable("export", args.export)
+    return checkpoint
+
+
+def _evaluate(args, plot_path):
+    """Evaluate in this process: alone, or as one of the workers (each tests its shard of the
+    test images; worker 0 prints and writes the plot and the export)."""
+    lead = world().rank == 0
+    checkpoint = _check(args, plot_path)
+    config = checkpoint.config
+    device = choose_device(args.device, config.device, quiet=not lead)
+    config = dataclasses.replace(config, test_subset=0, data=config.data if args.data is None else args.data,
+                                 device=device, threads=args.threads, workers=world().size)
+    set_num_threads(config.threads or threads_per_worker(config.workers))
+    if device == "cuda":
+        use_own_gpu()
+    model = model_from(checkpoint, device)
+    stats = checkpoint.meta.get("normalization")
+    data = prepare_images(config, progress=False, stats=(stats["mean"], stats["std"]) if stats else None)
+    loss, acc, predictions = evaluate(model, data.x_test, data.y_test, config.batch_size,
+                                      progress=not args.no_progress and lead, desc="evaluating",
+                                      normalization=(data.mean, data.std))
+    if not lead:
+        return 0
+    y = to_numpy(data.y_test)
+    counts = confusion_matrix(y, predictions, len(data.classes))
+    print(f"{os.path.basename(args.checkpoint)} (epoch {checkpoint.meta['epoch']}, {config.model}): "
+          f"test accuracy {100 * acc:.2f}%  loss {loss:.4f}  on {len(y)} images")
+    for c, name in enumerate(data.classes):
+        print(f"  {name:<12} {100 * counts[c, c] / max(counts[c].sum(), 1):6.2f}%")
+    plot_confusion(counts, data.classes, plot_path)
+    print(f"confusion matrix: {plot_path}")
+    if args.export:
+        export(checkpoint, data.classes, args.export)
+        print(f"PyTorch state_dict: {args.export}")
     return 0
 

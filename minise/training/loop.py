@@ -264,9 +264,10 @@ def train(config, resume=False, progress=True, overwrite=False):
                              test_loss=test_loss, test_acc=test_acc, seconds=time.perf_counter() - start))
             if test_acc > best:
                 best, best_epoch = test_acc, epoch + 1
-            saved_epoch = epoch + 1
             if lead:
                 checkpoint(last_path, epoch + 1)
+            saved_epoch = epoch + 1
+            if lead:
                 if best_epoch == epoch + 1:
                     run_folder.copy_checkpoint(last_path, best_path)
                 run_folder.write_metrics(rows, config.out)

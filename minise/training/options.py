@@ -23,15 +23,27 @@ def parser(prog, description, examples):
                                    allow_abbrev=False, epilog="examples:\n" + "\n".join(f"  {e}" for e in examples))
 
 
-def add_config_options(parser, names, **defaults):
+# The options every command that computes shares: TrainConfig's fields, and --no-progress.
+SHARED_FIELDS = ("data", "device", "threads", "workers")
+
+
+def add_shared_options(parser, helps=None, **defaults):
+    """--data, --device, --threads, --workers (from TrainConfig's fields, see add_config_options)
+    and --no-progress."""
+    add_config_options(parser, SHARED_FIELDS, helps, **defaults)
+    parser.add_argument("--no-progress", action="store_true", help="no progress bars")
+
+
+def add_config_options(parser, names, helps=None, **defaults):
     """Add the option of each TrainConfig field in ``names`` (--batch-size for batch_size), with
-    the field's help, type and choices; ``defaults`` overrides a field's default."""
+    the field's help, type and choices; ``defaults`` overrides a field's default and ``helps``
+    ({field: text}) its help, where a command gives the option another default."""
     for name in names:
         field = FIELDS[name]
         default = defaults.get(name, field.default_factory() if field.default_factory is not dataclasses.MISSING
                                else field.default)
         keywords = {k: v for k, v in field.metadata.items() if k != "help"}
-        help_text = field.metadata["help"].replace("%", "%%")
+        help_text = (helps or {}).get(name, field.metadata["help"]).replace("%", "%%")
         if field.type is bool:
             parser.add_argument(option_name(name), action=argparse.BooleanOptionalAction, default=default,
                                 help=help_text)

@@ -6,10 +6,10 @@ import sys
 from ..checkpoint import CheckpointError
 from ..distributed import launch, world
 from .config import FIELDS, TrainConfig, option_name
+from . import run_folder
 from .load import read_checkpoint
 from .loop import TrainingError, train
-from . import run_folder
-from .options import add_config_options, given_options, parser
+from .options import SHARED_FIELDS, add_config_options, add_shared_options, given_options, parser
 
 EXAMPLES = [
     "minise train --epochs 5 --train-subset 2000 --test-subset 1000 --out runs/first    # a first result",
@@ -25,11 +25,11 @@ RESUME_OPTIONS = {"resume", "no_progress", "threads", "workers"}
 def build_parser():
     p = parser("minise train", "Train a CIFAR (SE-)ResNet and write metrics.csv, curves.png, config.json, "
                                "last.npz and best.npz into --out.", EXAMPLES)
-    add_config_options(p, FIELDS)
+    add_config_options(p, [f for f in FIELDS if f not in SHARED_FIELDS])
+    add_shared_options(p)
     p.add_argument("--resume", metavar="DIR", default=None,
                    help="continue the run in DIR from DIR/last.npz, with the settings saved there")
     p.add_argument("--overwrite", action="store_true", help="replace the run in --out (its files are deleted)")
-    p.add_argument("--no-progress", action="store_true", help="no progress bars")
     return p
 
 
@@ -41,15 +41,8 @@ def main(argv=None):
         p.error("--resume continues a run and --overwrite replaces it: give one of them")
     progress = not args.no_progress
     try:
-        if not launch.inside_mpi():
-            workers = launch.worker_count(args.workers, args.device)
-            if workers > 1:
-                return _launch(args, argv, workers)
-        elif args.workers not in (None, world().size):
-            raise ValueError(f"--workers {args.workers}, but MPI's launcher started {world().size} workers: "
-                             "leave --workers out under mpiexec")
-        with launch.stop_all_on_error("minise train"):
-            return _run(args, argv, p, progress)
+        return launch.run_command("minise train", ["train", *argv], lambda: _run(args, argv, p, progress),
+                                  args.workers, args.device, args.threads, before_launch=lambda: _check_out(args))
     except KeyboardInterrupt:
         return 130
     except (TrainingError, CheckpointError, ValueError, RuntimeError, OSError) as err:
@@ -57,12 +50,10 @@ def main(argv=None):
         return 1
 
 
-def _launch(args, argv, workers):
-    """Check what can be checked before starting the workers (the run folder may be written), then
-    run this same command line in ``workers`` processes."""
+def _check_out(args):
+    """Before the workers start: a new run's --out must be free (the same check worker 0 makes)."""
     if not args.resume:
         run_folder.claim(args.out, resume=False, overwrite=args.overwrite)
-    return launch.launch("minise train", ["train", *argv], workers, args.threads or launch.threads_per_worker(workers))
 
 
 def _run(args, argv, p, progress):

@@ -132,3 +132,16 @@ def test_two_nested_trees_are_ambiguous(png_folder, tmp_path, write):
         load(write.zip(tmp_path / "src.zip", nested), tmp_path)
     assert no_cache(tmp_path)
 
+
+
+def test_an_encrypted_zip_member_is_refused_naming_the_archive(png_folder, tmp_path, write):
+    """zipfile raises RuntimeError for an encrypted member (and NotImplementedError for an unknown
+    compression): a DataError naming the archive, not a traceback."""
+    path = write.zip(tmp_path / "src.zip", png_folder(n=1))
+    data = bytearray(path.read_bytes())
+    for signature, offset in ((b"PK\x03\x04", 6), (b"PK\x01\x02", 8)):   # general-purpose flags: bit 0, encrypted
+        at = data.index(signature)
+        data[at + offset] |= 1
+    path.write_bytes(bytes(data))
+    with pytest.raises(DataError, match=r"src.zip: cannot read it .*encrypted"):
+        load(path, tmp_path)

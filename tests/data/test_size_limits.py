@@ -12,7 +12,7 @@ import pytest
 from PIL import Image, PngImagePlugin
 
 from minise.data import DataError, load_cifar10
-from minise.data.cifar import MAX_IMAGE_BYTES, MAX_SOURCE_BYTES
+from minise.data.reading import MAX_IMAGE_BYTES, MAX_SOURCE_BYTES
 
 ROOT = Path(__file__).resolve().parents[2]
 GIB = 1 << 30

@@ -4,13 +4,6 @@ import pytest
 
 from minise.data import channel_stats, normalize, random_crop_flip
 
-try:
-    import cupy
-except ImportError:  # the usual case on CPU machines
-    cupy = None
-
-needs_cupy = pytest.mark.skipif(cupy is None, reason="CuPy is not installed")
-
 
 def images(n=8, seed=0, shape=(3, 32, 32)):
     return np.random.default_rng(seed).integers(0, 256, (n, *shape), dtype=np.uint8)
@@ -150,8 +143,10 @@ def test_crop_flip_errors():
 
 # --- the same on the GPU -------------------------------------------------------------------------
 
-@needs_cupy
+@pytest.mark.gpu
 def test_cupy_matches_numpy():
+    import cupy
+
     x = images(16)
     xg = cupy.asarray(x)
     mean, std = channel_stats(x)

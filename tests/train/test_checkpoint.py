@@ -1,6 +1,8 @@
 """Checkpoints: the round trip, atomic writes, and clear errors for files that are not checkpoints."""
+import io
 import json
 import os
+import zipfile
 
 import numpy as np
 import pytest
@@ -215,3 +217,31 @@ def test_resume_without_a_checkpoint(tmp_path, capsys):
     assert main(["--resume", str(tmp_path / "never-ran"), "--no-progress"]) == 1
     err = capsys.readouterr().err
     assert "minise train: error:" in err and "does not exist" in err and "last.npz" in err
+    assert "--overwrite" in err and "first epoch" in err          # and how to start over
+
+
+def test_headers_are_checked_before_any_array_is_read(good_checkpoint):
+    """An entry the expected shapes lack, or of another shape, is refused naming it; those that
+    match load."""
+    model_state, _, _ = load_checkpoint(good_checkpoint)
+    shapes = {f"model/{k}": v.shape for k, v in model_state.items()}
+    with pytest.raises(CheckpointError, match=r"holds \d+ entries that its model does not have \(optim/"):
+        load_checkpoint(good_checkpoint, lambda meta: shapes)
+    wrong = {**shapes, "model/0.weight": (6, 4)}
+    optim = {f"optim/{i}/momentum_buffer": model_state[k].shape for i, k in
+             enumerate(["0.weight", "0.bias", "1.weight", "1.bias", "3.weight", "3.bias"])}
+    with pytest.raises(CheckpointError, match=r"model/0.weight is float32\(6, 5\), but its model needs shape \(6, 4\)"):
+        load_checkpoint(good_checkpoint, lambda meta: {**wrong, **optim})
+    assert load_checkpoint(good_checkpoint, lambda meta: {**shapes, **optim})[0].keys() == model_state.keys()
+
+
+def test_an_entry_declaring_more_than_it_stores_is_refused(tmp_path):
+    """A header that claims a larger array than the zip member holds is refused from the header."""
+    path = tmp_path / "lying.npz"
+    save_checkpoint(path, {"w": np.zeros(4, np.float32)}, **META)
+    with zipfile.ZipFile(path, "a") as zf:
+        header = io.BytesIO()
+        np.lib.format.write_array_header_1_0(header, {"descr": "<f4", "fortran_order": False, "shape": (1 << 28,)})
+        zf.writestr("model/big.npy", header.getvalue() + bytes(16))
+    with pytest.raises(CheckpointError, match=r"model/big.npy declares float32\(268435456,\), 1,073,741,824 bytes"):
+        load_checkpoint(path)

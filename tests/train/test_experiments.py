@@ -15,7 +15,10 @@ import pytest
 
 import minise.training.ablate as ex
 from minise.checkpoint import load_checkpoint
-from minise.training.ablate import GRIDS, format_markdown, load_runs, main, parse_set, plan, set_grid, summarize
+from minise.training.ablate import main
+from minise.training.ablate_grid import GRIDS, parse_set, plan, set_grid
+from minise.training.ablate_results import load_runs
+from minise.training.ablate_tables import format_markdown, summarize
 from minise.summary import summary
 from minise.training import TrainConfig, build_model
 
