@@ -165,3 +165,32 @@ def test_a_worker_that_raises_ends_every_worker_in_one_line(tmp_path):
     assert done.returncode != 0
     told = [line for line in done.stderr.splitlines() if "cannot decode" in line]
     assert told == ["minise train: error: worker 1 of 3: ValueError: cannot decode train/cat/0001.jpg"]
+
+
+def test_evaluate_on_two_workers_scores_as_one(smoke_run, tmp_path):
+    """``minise evaluate`` shards the test images over its workers and gathers the predictions:
+    the same accuracy, per-class table and loss as one process."""
+    printed = {}
+    for workers in (1, 2):
+        done = subprocess.run([sys.executable, "-m", "minise", "evaluate", str(smoke_run.out / "best.npz"),
+                               f"--workers={workers}", "--no-progress", "--confusion", str(tmp_path / f"c{workers}.png")],
+                              env=environment(), capture_output=True, text=True, timeout=300)
+        assert done.returncode == 0, done.stderr
+        printed[workers] = done.stdout.replace(str(tmp_path / f"c{workers}.png"), "PLOT")
+        assert (tmp_path / f"c{workers}.png").exists()
+    assert printed[2] == printed[1]
+    assert "test accuracy" in printed[1]
+
+
+def test_ablate_on_two_workers(data_args, tmp_path):
+    """Every run of a grid is trained by both workers; worker 0 alone prints and writes."""
+    out = tmp_path / "out"
+    done = subprocess.run([sys.executable, "-m", "minise", "ablate", "--set", "reduction_ratio=16", "--seeds", "0",
+                           "--epochs", "1", "--train-subset", "100", "--test-subset", "100", "--batch-size", "25",
+                           *data_args, "--out", str(out), "--workers=2", "--no-progress"],
+                          env=environment(), capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert sum("training (" in line for line in done.stdout.splitlines()) == 1
+    result = json.loads(next((out / "runs").glob("*/result.json")).read_text())
+    assert result["status"] == "finished" and result["config"]["workers"] == 2
+    assert (out / "runs.csv").exists()
