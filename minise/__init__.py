@@ -13,5 +13,9 @@ from . import nn  # noqa: E402  (after __version__, which minise.training reads)
 from .execution import get_num_threads, no_grad, set_num_threads  # noqa: E402
 from .summary import summary  # noqa: E402
 from .training import load_model  # noqa: E402
+from .backend import cupy as _cupy  # noqa: E402
+
+if _cupy is not None:    # last: the GPU package registers its versions of the plain functions above
+    from . import gpu  # noqa: E402,F401
 
 __all__ = ["nn", "summary", "load_model", "get_num_threads", "no_grad", "set_num_threads", "__version__"]
