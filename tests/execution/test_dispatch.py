@@ -21,7 +21,10 @@ ACCELERATED = [ops.matmul, ops.multiply_sum, im2col.padded_im2col, im2col.col2im
 def test_plain_is_always_there_and_named_like_its_function(fn):
     """With CuPy or without: ``.plain`` is the plain function, ``.gpu`` None or its namesake."""
     assert fn.plain.__name__ == fn.__name__ and not hasattr(fn.plain, "plain")
-    assert (fn.gpu is None) if cupy is None else (fn.gpu.__name__ == fn.__name__)
+    if cupy is None:
+        assert fn.gpu is None
+    else:
+        assert fn.gpu.__name__ == fn.__name__ and fn.gpu.__module__.startswith("minise.gpu.")
 
 
 def test_a_registration_under_another_name_is_refused():

@@ -10,22 +10,10 @@ import pytest
 
 from minise import nn
 from minise.backend import to_numpy
-from minise.nn import batchnorm, im2col, loss, ops
+from minise.nn import batchnorm, loss
 from minise.optim import optimizer, sgd
 
 pytestmark = pytest.mark.gpu
-
-ACCELERATED = [ops.matmul, ops.multiply_sum, im2col.padded_im2col, im2col.col2im,
-               batchnorm.batch_norm_train_forward, batchnorm.batch_norm_train_backward,
-               sgd.momentum_update, sgd.momentum_update_all, optimizer.zero_arrays, loss.softmax_cross_entropy,
-               nn.SEBlock.forward_math, nn.SEBlock.backward_math]
-
-
-@pytest.mark.parametrize("plain", ACCELERATED, ids=[f.__qualname__ for f in ACCELERATED])
-def test_every_accelerated_function_has_a_gpu_version_of_its_name(plain):
-    assert plain.gpu is not None and plain.gpu.__name__ == plain.plain.__name__ == plain.__name__
-    assert plain.gpu.__module__.startswith("minise.gpu.")
-
 
 def _close(gpu, reference, dtype, what):
     tol = 1e-12 if dtype == "float64" else 1e-4
