@@ -112,16 +112,21 @@ class GraphStep:
         with torch.cuda.graph(self.graph):
             self.loss = torch.nn.functional.cross_entropy(self.model(self.x), self.y)
             self.loss.backward()
-            grads = [p.grad for p in params]
-            if group["weight_decay"] != 0:
-                grads = torch._foreach_add(grads, params, alpha=group["weight_decay"])   # g + wd * p
-            torch._foreach_mul_(bufs, self.momentum)                                     # b = mu * b + g
-            torch._foreach_add_(bufs, grads)
-            if group["nesterov"]:
-                grads = torch._foreach_add(grads, torch._foreach_mul(bufs, self.momentum))  # g + mu * b
-            else:
-                grads = bufs
-            torch._foreach_add_(params, torch._foreach_mul(grads, self.neg_lr))         # p - lr * g
+            sgd_update(torch, params, bufs, self.neg_lr, self.momentum, group["weight_decay"], group["nesterov"])
+
+
+def sgd_update(torch, params, bufs, neg_lr, momentum, weight_decay, nesterov):
+    """torch.optim.SGD's multi-tensor update (no dampening) with the learning rate (as -lr) and
+    momentum read from 0-d tensors: g = grad + wd * p;  b = mu * b + g;  g = g + mu * b
+    (Nesterov) or g = b;  p = p - lr * g."""
+    with torch.no_grad():
+        grads = [p.grad for p in params]
+        if weight_decay != 0:
+            grads = torch._foreach_add(grads, params, alpha=weight_decay)
+        torch._foreach_mul_(bufs, momentum)
+        torch._foreach_add_(bufs, grads)
+        grads = torch._foreach_add(grads, torch._foreach_mul(bufs, momentum)) if nesterov else bufs
+        torch._foreach_add_(params, torch._foreach_mul(grads, neg_lr))
 
 
 def main(argv=None):
