@@ -12,6 +12,10 @@ __version__ = "0.1.0"
 from . import nn  # noqa: E402
 from .execution import get_num_threads, no_grad, set_num_threads  # noqa: E402
 from .summary import summary  # noqa: E402
+from .backend import cupy as _cupy  # noqa: E402
+
+if _cupy is not None:    # last: the GPU package registers its versions of the plain functions above
+    from . import gpu  # noqa: E402,F401
 
 
 def __getattr__(name):

@@ -1,51 +1,72 @@
 """Plain functions that the GPU may replace with fused kernels.
 
-    @accelerated("im2col")
-    def padded_im2col(x, kernel_size, stride, padding, out): ...   # the plain lines: the reference
+    # minise/nn/im2col.py: the plain lines, the reference
+    @accelerated("padded_im2col")
+    def padded_im2col(x, kernel_size, stride, padding, out): ...
 
-For CuPy arguments the call goes to the GPU version registered under the same name
-(``minise.gpu``), if there is one. Every GPU version follows one convention: it takes the
-plain function's arguments and returns its result, or ``NotImplemented`` where it does not
-apply (an unsupported dtype, an array too large for 32-bit indices, no cuBLAS library); the
-plain lines then run. tests/gpu checks each GPU version against its plain function.
+    # minise/gpu/conv.py: its GPU version, with the same name, arguments and result
+    @gpu_version(im2col.padded_im2col)
+    def padded_im2col(x, kernel_size, stride, padding, out): ...
+
+For CuPy arguments (an array, or a list of arrays, among the positional arguments) the call
+goes to the GPU version, if one is registered. Every GPU version follows one convention: it
+takes the plain function's arguments and returns its result, or ``NotImplemented`` where it
+does not apply (an unsupported dtype, an array too large for 32-bit indices, no cuBLAS
+library, several data-parallel workers); the plain lines then run. ``f.plain`` is always the
+plain function and ``f.gpu`` its GPU version (None until one is registered, and where CuPy is
+missing). tests/gpu checks each GPU version against its plain function.
+
+Nothing here imports the GPU package: ``minise/__init__.py`` imports ``minise.gpu`` last,
+where CuPy is installed, and each of its modules registers its versions with ``gpu_version``.
 """
 import functools
 
 from ..backend import cupy
 
-_GPU_VERSIONS = {}
-
-
-def gpu_version(name):
-    """Register the decorated function as the GPU version of the plain function ``name``."""
-    def register(fn):
-        _GPU_VERSIONS[name] = fn
-        return fn
-    return register
+_CUPY_ARRAY = cupy.ndarray if cupy is not None else ()    # isinstance(x, ()) is always False
 
 
 def accelerated(name):
-    """Mark a plain function whose GPU version (registered as ``name``) runs for CuPy arrays."""
+    """Mark a plain function that a GPU version may replace for CuPy arrays. ``name`` is the
+    plain function's own name: its GPU version is registered under it."""
     def wrap(plain):
-        if cupy is None:
-            return plain
+        if name != plain.__name__:
+            raise ValueError(f"accelerated({name!r}) marks the function {plain.__name__!r}: the name must be "
+                             f"the plain function's own, {plain.__name__!r}")
 
         @functools.wraps(plain)
         def run(*args, **kwargs):
-            if any(isinstance(a, cupy.ndarray) for a in args):
-                fused = _gpu_versions().get(name)
-                if fused is not None:
-                    result = fused(*args, **kwargs)
-                    if result is not NotImplemented:
-                        return result
+            gpu = run.gpu
+            if gpu is not None and _on_gpu(args):
+                result = gpu(*args, **kwargs)
+                if result is not NotImplemented:
+                    return result
             return plain(*args, **kwargs)
 
-        run.plain = plain
+        run.plain, run.gpu = plain, None
         return run
     return wrap
 
 
-def _gpu_versions():
-    if not _GPU_VERSIONS:
-        from .. import gpu  # noqa: F401  (importing it registers its kernels)
-    return _GPU_VERSIONS
+def gpu_version(plain_function):
+    """Register the decorated function as the GPU version of ``plain_function`` (marked
+    ``@accelerated``); the two have the same name."""
+    if not hasattr(plain_function, "plain"):
+        raise TypeError(f"gpu_version: {getattr(plain_function, '__qualname__', plain_function)!r} is not "
+                        "marked @accelerated, so nothing would call its GPU version")
+
+    def register(fn):
+        if fn.__name__ != plain_function.__name__:
+            raise ValueError(f"gpu_version: the GPU version of {plain_function.__name__!r} must have its name, "
+                             f"got {fn.__name__!r}")
+        plain_function.gpu = fn
+        return fn
+    return register
+
+
+def _on_gpu(args):
+    """Whether a positional argument is a CuPy array or a list (tuple) that starts with one."""
+    for a in args:
+        if isinstance(a, _CUPY_ARRAY) or (type(a) in (list, tuple) and a and isinstance(a[0], _CUPY_ARRAY)):
+            return True
+    return False

@@ -4,11 +4,12 @@ import functools
 import numpy
 
 from ..execution.dispatch import gpu_version
+from ..nn import im2col as plain
 from .common import C_TYPES, cupy
 
 
-@gpu_version("im2col")
-def im2col(x, kernel_size, stride, padding, out):
+@gpu_version(plain.padded_im2col)
+def padded_im2col(x, kernel_size, stride, padding, out):
     """``nn.im2col.padded_im2col`` as one kernel that reads x directly (zero where the padded
     input is zero), so the padded copy is never written. The same values, bit for bit.
 
@@ -24,7 +25,7 @@ def im2col(x, kernel_size, stride, padding, out):
     return out
 
 
-@gpu_version("col2im")
+@gpu_version(plain.col2im)
 def col2im(cols, x_shape, kernel_size, stride, padding):
     """``nn.im2col.col2im`` as one kernel: each input pixel gathers the column entries that
     were copied from it, in the plain loop's (i, j) order, so the sums round as there.

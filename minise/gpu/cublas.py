@@ -7,10 +7,11 @@ although cuBLAS itself supports it; so minise calls cuBLAS itself, through a han
 import numpy
 
 from ..execution.dispatch import gpu_version
+from ..nn import ops
 from .common import cupy
 
 
-@gpu_version("matmul")
+@gpu_version(ops.matmul)
 def matmul(a, b, out=None):
     """``a @ b`` for 2-D float32/float64 matrices; NotImplemented for anything else or where the
     cuBLAS library can't be found (then ``cupy.matmul`` runs, and graphs can't be recorded)."""

@@ -63,7 +63,7 @@ def im2col(x_padded, kernel_size, stride, out=None):
     return out
 
 
-@accelerated("im2col")
+@accelerated("padded_im2col")
 def padded_im2col(x, kernel_size, stride, padding, out):
     """im2col(pad_input(x, padding)) into ``out``: (C*kh*kw, N*Ho*Wo), the padded copy in a
     scratch buffer. On the GPU one kernel does both (``minise.gpu.conv``)."""

@@ -1,5 +1,6 @@
 """Softmax cross-entropy, the classification loss."""
 from ..backend import device_of, get_array_module, is_array
+from ..execution import accelerated
 from .validate import check_input, describe
 from .module import Module
 
@@ -20,7 +21,7 @@ class CrossEntropyLoss(Module):
         if not 0.0 <= label_smoothing <= 1.0:
             raise ValueError(f"CrossEntropyLoss: label_smoothing must be in [0, 1], got {label_smoothing!r}")
         self.label_smoothing = label_smoothing
-        self._probs = self._q = None
+        self._dlogits = None
 
     def forward(self, logits, target):
         check_input(self, logits, ndim=2, name="logits")
@@ -49,23 +50,30 @@ class CrossEntropyLoss(Module):
         """The loss as a 0-d array on the logits' device, with no checks that read values back
         to the host: no synchronisation, so a CUDA graph can record it (``minise.step``).
         ``forward`` is this plus the checks."""
-        xp = get_array_module(logits)
-        N, K = logits.shape
-        shifted = logits - logits.max(axis=1, keepdims=True)
-        log_probs = shifted - xp.log(xp.exp(shifted).sum(axis=1, keepdims=True))
-        e = self.label_smoothing
-        onehot = (target[:, None] == xp.arange(K)).astype(logits.dtype)     # (N, K)
-        q = onehot * (1 - e) + e / K
-        # -sum(q * log p), written so that a masked class (logit -inf, q = 0) adds 0, not NaN
-        loss = -(q * xp.where(q > 0, log_probs, 0)).sum()
-        self._probs, self._q = xp.exp(log_probs), q
-        return loss / N
+        loss, self._dlogits = softmax_cross_entropy(logits, target, self.label_smoothing)
+        return loss
 
     def backward(self, dout=None):
         """Gradient of the mean loss with respect to the logits: (N, K)."""
-        if self._probs is None:
+        if self._dlogits is None:
             raise RuntimeError(f"{describe(self)}: backward called before forward (nothing is cached)")
-        return (self._probs - self._q) / self._probs.shape[0]
+        return self._dlogits
 
     def extra_repr(self):
         return f"label_smoothing={self.label_smoothing}"
+
+
+@accelerated("softmax_cross_entropy")
+def softmax_cross_entropy(logits, target, label_smoothing):
+    """(loss, dlogits) for logits (N, K) and integer targets (N,): the mean loss as a 0-d
+    array and its gradient (p - q) / N, (N, K). On the GPU: one kernel (``minise.gpu.loss``)."""
+    xp = get_array_module(logits)
+    N, K = logits.shape
+    shifted = logits - logits.max(axis=1, keepdims=True)
+    log_probs = shifted - xp.log(xp.exp(shifted).sum(axis=1, keepdims=True))
+    e = label_smoothing
+    onehot = (target[:, None] == xp.arange(K)).astype(logits.dtype)     # (N, K)
+    q = onehot * (1 - e) + e / K
+    # -sum(q * log p), written so that a masked class (logit -inf, q = 0) adds 0, not NaN
+    loss = -(q * xp.where(q > 0, log_probs, 0)).sum()
+    return loss / N, (xp.exp(log_probs) - q) / N

@@ -1,5 +1,5 @@
 """The Squeeze-and-Excitation block (Hu et al., 2017): squeeze, excite, rescale."""
-from ..execution import per_sample
+from ..execution import accelerated, per_sample
 from .activation import ReLU, Sigmoid, Tanh
 from .linear import Linear
 from .module import Module, Sequential
@@ -97,12 +97,14 @@ class SEBlock(Module):
         ds = multiply_sum("nchw,nchw->nc", dout, x)       # sum of dout * x over h, w
         return dout * s, ds[:, :, None, None]
 
-    # ---- the block ----------------------------------------------------------------------
+    # ---- the block (on the GPU, by default: one kernel forward, two backward, minise.gpu.se) --
+    @accelerated("forward_math")
     def forward_math(self, x):
         self.z = self.squeeze(x)
         self.s = self.excite(self.z)
         return per_sample(self.rescale, x, self.s)
 
+    @accelerated("backward_math")
     def backward_math(self, dout):
         # the direct path dout * s, and the gradient reaching s
         dx, ds = per_sample(self.rescale_backward, dout, self._x, self.s)

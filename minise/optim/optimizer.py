@@ -23,6 +23,7 @@ import copy
 import numbers
 
 from ..backend import check_device, device_of, get_array_module, is_array, to_device, to_numpy
+from ..execution import accelerated
 from ..nn.parameter import Parameter
 
 
@@ -140,10 +141,9 @@ class Optimizer:
     # ---- the step -----------------------------------------------------------------------
     def zero_grad(self):
         """Set every parameter's ``.grad`` to zero, in place (backward passes add into it)."""
-        for group in self.param_groups:
-            for p in group["params"]:
-                if p.grad is not None:
-                    p.grad[...] = 0
+        grads = [p.grad for group in self.param_groups for p in group["params"] if p.grad is not None]
+        if grads:
+            zero_arrays(grads)
 
     def step(self, closure=None):
         """Update every parameter from its ``.grad``. ``closure``, if given, is called first
@@ -303,6 +303,14 @@ class Optimizer:
             for key in sorted(k for k in group if k != "params"):
                 lines.append(f"    {key}: {group[key]}")
         return "\n".join(lines) + "\n)"
+
+
+@accelerated("zero_arrays")
+def zero_arrays(arrays):
+    """Set every array of the list to zero, in place. On the GPU: one kernel for all of them
+    (``minise.gpu.sgd``)."""
+    for a in arrays:
+        a[...] = 0
 
 
 def check_number(optimizer_name, key, value):

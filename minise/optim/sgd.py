@@ -66,12 +66,14 @@ class SGD(Optimizer):
             weight_decay = float(group["weight_decay"])
             nesterov = group["nesterov"]
 
+            ready = ([], [], [])      # parameters, gradients and momentum buffers: one update for all
             for p in self._params_to_update(group):
                 state = self.state.get(p, {})
                 self._check_state_device(p, state)
                 buf = state.get("momentum_buffer")
                 if group["momentum"] != 0 and buf is not None:
-                    momentum_update(p.data, p.grad, buf, lr, momentum, weight_decay, dampening, nesterov)
+                    for arrays, a in zip(ready, (p.data, p.grad, buf)):
+                        arrays.append(a)
                     continue
                 g = p.grad
                 if weight_decay != 0:
@@ -81,10 +83,20 @@ class SGD(Optimizer):
                     self.state.setdefault(p, {})["momentum_buffer"] = buf
                     g = g + momentum * buf if nesterov else buf   # g <- g + mu*b, or g <- b
                 p.data -= lr * g                                  # theta <- theta - gamma*g, in place
+            if ready[0]:
+                momentum_update_all(*ready, lr, momentum, weight_decay, dampening, nesterov)
         return loss
 
 
-@accelerated("sgd_momentum_update")
+@accelerated("momentum_update_all")
+def momentum_update_all(params, grads, bufs, lr, momentum, weight_decay, dampening, nesterov):
+    """``momentum_update`` of each parameter in the lists. On the GPU: one kernel for all of
+    them (``minise.gpu.sgd``)."""
+    for param, grad, buf in zip(params, grads, bufs):
+        momentum_update(param, grad, buf, lr, momentum, weight_decay, dampening, nesterov)
+
+
+@accelerated("momentum_update")
 def momentum_update(param, grad, buf, lr, momentum, weight_decay, dampening, nesterov):
     """A step once the momentum buffer ``buf`` exists; ``param`` and ``buf`` change in place.
     On the GPU: one kernel (``minise.gpu.sgd``)."""
