@@ -1,6 +1,5 @@
 """2-D convolution, forward and backward, as im2col plus one matrix product per pass."""
 from ..backend import get_array_module
-from ..execution import batch_sum, per_sample
 from .im2col import col2im, output_size, padded_im2col
 from .init import uniform_fan_in
 from .module import Module
@@ -23,8 +22,6 @@ class Conv2d(Module):
                dx   = col2im(W_mat.T @ dout_mat): every patch gradient added back in place;
                       for stride 1 the same sum is a convolution of dout with the flipped
                       kernel (a "transposed convolution"), which is faster: one im2col + GEMM.
-    Each sample's output and dx depend on that sample alone (``per_sample``); dW and db add
-    over the samples (``batch_sum``).
     """
 
     input_ndim = 4
@@ -46,7 +43,7 @@ class Conv2d(Module):
         if min(self._out_hw(x)) < 1:
             raise ValueError(f"{describe(self)}: input of spatial size {tuple(x.shape[2:])} padded by "
                              f"{self.padding} is smaller than the kernel {self.kernel_size}")
-        return per_sample(self._convolve, x)
+        return self._convolve(x)
 
     def _convolve(self, x):
         """out = W_mat @ im2col(x) + b, reshaped from (O, N*Ho*Wo) to (N, O, Ho, Wo)."""
@@ -73,14 +70,14 @@ class Conv2d(Module):
         return output_size(x.shape[2], kh, sh, ph), output_size(x.shape[3], kw, sw, pw)
 
     def backward_math(self, dout):
-        grads = batch_sum(self._parameter_grads, self._x, dout)
+        grads = self._parameter_grads(self._x, dout)
         self.weight.grad += grads[0]
         if self.bias is not None:
             self.bias.grad += grads[1]
         (kh, kw), (ph, pw) = self.kernel_size, self.padding
         if self.stride == (1, 1) and ph < kh and pw < kw:
-            return per_sample(self._dx_transposed_conv, dout)
-        return per_sample(self._dx_col2im, dout)
+            return self._dx_transposed_conv(dout)
+        return self._dx_col2im(dout)
 
     def _parameter_grads(self, x, dout):
         """(dW, db): dW = dout_mat @ cols.T, db = dout summed over n, ho, wo."""

@@ -4,8 +4,8 @@ Fresh large allocations are slow: the memory is paged in again on first touch ev
 Layers therefore write their big temporaries (a padded copy, a column matrix) into
 ``scratch(...)`` buffers that live across calls, used within a single forward or backward
 call. One buffer per (name, shape, dtype, device) serves every layer of that shape, which
-keeps a deep network's memory small. Each thread has its own (``minise.execution`` runs batch
-chunks on several threads at once).
+keeps a deep network's memory small. Each thread has its own, so that two models may run on
+two threads.
 
 Contents are undefined on return: callers overwrite them. A scratch buffer is never returned
 from forward or backward, since the next call reuses it.
