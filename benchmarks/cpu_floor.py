@@ -4,7 +4,7 @@
 
 The step (batch 128, float32) is split in two, and each part is timed on its own:
 
-- products: every matrix product the convolutions make in one step (forward ``W @ cols``,
+- products: every matrix product the convolutions' formula makes in one step (forward ``W @ cols``,
   weight gradient ``cols @ doutᵀ``, input gradient), with their operands built beforehand: no
   padding, im2col, col2im or transposing is timed;
 - rest: the step with each convolution replaced by a stand-in that returns its output and its

@@ -1,5 +1,7 @@
 """2-D convolution, forward and backward, as im2col plus one matrix product per pass."""
 from ..backend import get_array_module
+from ..execution import numpy_version
+from . import conv_channels_last
 from .im2col import col2im, output_size, padded_im2col
 from .init import uniform_fan_in
 from .module import Module
@@ -22,6 +24,8 @@ class Conv2d(Module):
                dx   = col2im(W_mat.T @ dout_mat): every patch gradient added back in place;
                       for stride 1 the same sum is a convolution of dout with the flipped
                       kernel (a "transposed convolution"), which is faster: one im2col + GEMM.
+    On the CPU the same sums run channels-last, in cache-sized blocks of images
+    (``conv_channels_last``); the output then has channels-last strides, its shape unchanged.
     """
 
     input_ndim = 4
@@ -45,6 +49,7 @@ class Conv2d(Module):
                              f"{self.padding} is smaller than the kernel {self.kernel_size}")
         return self._convolve(x)
 
+    @numpy_version(conv_channels_last.forward)
     def _convolve(self, x):
         """out = W_mat @ im2col(x) + b, reshaped from (O, N*Ho*Wo) to (N, O, Ho, Wo)."""
         N, O = x.shape[0], self.out_channels
@@ -69,6 +74,7 @@ class Conv2d(Module):
         (kh, kw), (sh, sw), (ph, pw) = self.kernel_size, self.stride, self.padding
         return output_size(x.shape[2], kh, sh, ph), output_size(x.shape[3], kw, sw, pw)
 
+    @numpy_version(conv_channels_last.backward)
     def backward_math(self, dout):
         grads = self._parameter_grads(self._x, dout)
         self.weight.grad += grads[0]

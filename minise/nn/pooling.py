@@ -135,9 +135,10 @@ class AdaptiveAvgPool2d(Module):
         xp = get_array_module(dout)
         N, (C, H, W), (oh, ow) = dout.shape[0], self._x.shape[1:], self.output_size
         tile = (H // oh) * (W // ow)
-        dx = xp.empty((N, C, oh, H // oh, ow, W // ow), dtype=dout.dtype)
-        dx[...] = (dout / tile).reshape(N, C, oh, 1, ow, 1)    # the same share for each tile pixel
-        return dx.reshape(N, C, H, W)
+        dx = xp.empty_like(self._x, dtype=dout.dtype)            # x's shape and memory layout
+        # the same share for each pixel of a tile (splitting H and W: a view of dx)
+        dx.reshape(N, C, oh, H // oh, ow, W // ow)[...] = (dout / tile).reshape(N, C, oh, 1, ow, 1)
+        return dx
 
     def extra_repr(self):
         return f"output_size={self.output_size}"
