@@ -118,8 +118,9 @@ def batch_norm_train_forward(x3, gamma, beta, running_mean, running_var, m, eps)
     running_var *= 1 - m
     running_var += (m * M / (M - 1)) * var                                  # unbiased
     inv_std = 1 / xp.sqrt(var + eps)
-    scale, shift = (gamma * inv_std)[:, None], beta[:, None]
-    return xc * scale + shift, xc, inv_std                                  # gamma * xhat + beta
+    out = xc * (gamma * inv_std)[:, None]
+    out += beta[:, None]                                                    # gamma * xhat + beta
+    return out, xc, inv_std
 
 
 @accelerated("batch_norm_train_backward")
@@ -133,4 +134,7 @@ def batch_norm_train_backward(d3, xc, inv_std, gamma):
     dbeta_all, dgamma_all, M = sum_over_workers(dbeta, dgamma, d3.shape[0] * d3.shape[2])
     scale = gamma * inv_std
     k, v = (scale * inv_std * dgamma_all / M)[:, None], (scale * dbeta_all / M)[:, None]
-    return d3 * scale[:, None] - xc * k - v, dgamma, dbeta
+    dx = d3 * scale[:, None]
+    dx -= xc * k
+    dx -= v
+    return dx, dgamma, dbeta
