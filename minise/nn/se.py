@@ -107,12 +107,14 @@ class SEBlock(Module):
         dx, ds = self.rescale_backward(dout, self._x, self.s)
         dz = self.excite_backward(ds)
         # x fans out to two paths, so their gradients add: the path through s comes back from
-        # the squeeze as dz / (H*W) on every pixel of a channel. It is added by broadcasting,
-        # the same as dx + self.squeeze_backward(dz) without building that (N, C, H, W) array
-        # (max pooling sends dz to one pixel per channel instead: its own backward does that).
+        # the squeeze as dz / (H*W) on every pixel of a channel. It is added by broadcasting, in
+        # place: the same as dx + self.squeeze_backward(dz) without building that (N, C, H, W)
+        # array or a second one for the sum (max pooling sends dz to one pixel per channel
+        # instead: its own backward does that).
         if self.squeeze_op == "avg":
             H, W = self._x.shape[2:]
-            return dx + (dz / (H * W))[:, :, None, None]
+            dx += (dz / (H * W))[:, :, None, None]
+            return dx
         return dx + self.squeeze_backward(dz)
 
     def extra_repr(self):
