@@ -18,6 +18,7 @@ formula and its kernels. Two changes, both measured on one core (benchmarks/READ
 import numpy
 
 from .im2col import output_size
+from .workspace import scratch
 
 BLOCK_BYTES = 1 << 20       # a block's column matrix, about the size of a core's L2 cache
 MIN_BLOCK = 4               # images: fewer cost more in Python calls than the cache saves
@@ -59,7 +60,8 @@ def backward(conv, dout):
         cols = columns(x[block], conv.kernel_size, conv.stride, conv.padding)
         dw_rows += cols.T @ d_rows
         if transposed:
-            dout_cols = columns(d[block].transpose(0, 3, 1, 2), (kh, kw), (1, 1), (kh - 1 - ph, kw - 1 - pw))
+            dout_cols = columns(d[block].transpose(0, 3, 1, 2), (kh, kw), (1, 1), (kh - 1 - ph, kw - 1 - pw),
+                                "dout_cols")
             numpy.matmul(dout_cols, w_flipped, out=dx[block].reshape(-1, C))
         else:
             _add_back(d_rows @ w_rows.T, dx[block], conv.kernel_size, conv.stride, (Ho, Wo))
@@ -71,21 +73,23 @@ def backward(conv, dout):
     return dx.transpose(0, 3, 1, 2)
 
 
-def columns(x, kernel_size, stride, padding):
+def columns(x, kernel_size, stride, padding, name="cols"):
     """cols: (N*Ho*Wo, kh*kw*C), row (n, ho, wo) holding the patch x_padded[n, :, ho*sh + i,
-    wo*sw + j] in (i, j, c) order; x: (N, C, H, W), any strides (channels-last: no transpose)."""
+    wo*sw + j] in (i, j, c) order; x: (N, C, H, W), any strides (channels-last: no transpose).
+    A scratch buffer (``name``), as is the padded copy: valid until the next call."""
     (kh, kw), (sh, sw), (ph, pw) = kernel_size, stride, padding
     N, C, H, W = x.shape
     Ho, Wo = output_size(H, kh, sh, ph), output_size(W, kw, sw, pw)
     image = x.transpose(0, 2, 3, 1)                                     # (N, H, W, C), a view
     if ph or pw:
-        padded = numpy.zeros((N, H + 2 * ph, W + 2 * pw, C), dtype=x.dtype)
+        padded = scratch(name + "_padded", (N, H + 2 * ph, W + 2 * pw, C), x.dtype, numpy)
+        padded[:, :ph], padded[:, ph + H:], padded[:, :, :pw], padded[:, :, pw + W:] = 0, 0, 0, 0
         padded[:, ph:ph + H, pw:pw + W] = image
         image = padded
     sN, sH, sW, sC = image.strides
     windows = numpy.lib.stride_tricks.as_strided(image, shape=(N, Ho, Wo, kh, kw, C),
                                                  strides=(sN, sH * sh, sW * sw, sH, sW, sC))
-    cols = numpy.empty((N, Ho, Wo, kh, kw, C), dtype=x.dtype)
+    cols = scratch(name, (N, Ho, Wo, kh, kw, C), x.dtype, numpy)
     cols[...] = windows
     return cols.reshape(N * Ho * Wo, kh * kw * C)
 
