@@ -132,6 +132,10 @@ class AdaptiveAvgPool2d(Module):
         return x.reshape(x.shape[0], x.shape[1], oh, H // oh, ow, W // ow).mean(axis=(3, 5))
 
     def backward_math(self, dout):
+        return self._spread(dout)
+
+    def _spread(self, dout):
+        """dz (N, C, oh, ow) -> dx (N, C, H, W): each tile's gradient shared by its pixels."""
         xp = get_array_module(dout)
         N, (C, H, W), (oh, ow) = dout.shape[0], self._x.shape[1:], self.output_size
         tile = (H // oh) * (W // ow)
