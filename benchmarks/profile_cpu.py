@@ -17,9 +17,7 @@ import os
 import sys
 import time
 
-import numpy
-
-from benchmarks.cpu import environment, write_report
+from benchmarks.cpu import _train_step_row, environment, write_report
 
 SE_ROW = "SE blocks, global pool, classifier"
 
@@ -49,7 +47,7 @@ def minise_group(module, parents):
     return "other (containers, operators not named above)"
 
 
-def profile_minise(model, step, x, y, steps):
+def profile_minise(model, step, steps):
     """{(group, "fwd" | "bwd"): ms per step} and the step's ms, each module's own time."""
     times = collections.defaultdict(float)
     stack = []          # [elapsed of the children of each timed call in progress]
@@ -78,11 +76,11 @@ def profile_minise(model, step, x, y, steps):
         group = minise_group(module, ancestors(name))
         module.forward = timed(module.forward, (group, "fwd"))
         module.backward = timed(module.backward, (group, "bwd"))
-    step(x, y)
+    step()
     times.clear()
     start = time.perf_counter()
     for _ in range(steps):
-        step(x, y)
+        step()
     total = (time.perf_counter() - start) * 1e3 / steps
     per_step = {k: v * 1e3 / steps for k, v in times.items()}
     per_step[("loss, optimiser, rest", "fwd")] = total - sum(per_step.values())
@@ -110,15 +108,8 @@ def torch_group(event):
     return "other (containers, operators not named above)"
 
 
-def profile_torch(torch, twin, x, y, steps):
+def profile_torch(torch, step, steps):
     from torch.profiler import ProfilerActivity, profile
-    loss = torch.nn.CrossEntropyLoss()
-    opt = torch.optim.SGD(twin.parameters(), lr=0.01, momentum=0.9, nesterov=True, weight_decay=5e-4)
-
-    def step():
-        opt.zero_grad()
-        loss(twin(x), y).backward()
-        opt.step()
     step()
     start = time.perf_counter()
     for _ in range(steps):
@@ -166,20 +157,13 @@ def main(argv=None):
 
     import minise
     from minise.models import se_resnet20
-    from minise.optim import SGD
-    from minise.step import TrainStep
-    from minise.twins import torch_twin
     torch.set_num_threads(options.threads)
     minise.set_num_threads(options.threads)
     minise.nn.manual_seed(0)
     model = se_resnet20(min_hidden=4)
-    twin = torch_twin(model)
-    rng = numpy.random.default_rng(0)
-    x = rng.standard_normal((128, 3, 32, 32), dtype=numpy.float32)
-    y = rng.integers(0, 10, 128)
-    step = TrainStep(model, SGD(model.parameters(), lr=0.01, momentum=0.9, nesterov=True, weight_decay=5e-4))
-    torch_times, torch_total = profile_torch(torch, twin, torch.from_numpy(x), torch.from_numpy(y), options.steps)
-    minise_times, minise_total = profile_minise(model, step, x, y, options.steps)
+    run_minise, run_torch = _train_step_row(torch, lambda: model)      # batch 128, SGD, the same batch
+    torch_times, torch_total = profile_torch(torch, run_torch, options.steps)
+    minise_times, minise_total = profile_minise(model, run_minise, options.steps)
     report = ["# Where the CPU step goes: SE-ResNet-20, batch 128, per layer", ""]
     report += [f"- {k}: {v}" for k, v in environment(torch, options.threads).items()]
     report += [f"- steps profiled: {options.steps}", ""] + table(minise_times, minise_total, torch_times, torch_total)
