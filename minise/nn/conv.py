@@ -51,12 +51,12 @@ class Conv2d(Module):
 
     @numpy_version(conv_channels_last.forward)
     def _convolve(self, x):
-        """out = W_mat @ im2col(x) + b, reshaped from (O, N*Ho*Wo) to (N, O, Ho, Wo)."""
-        N, O = x.shape[0], self.out_channels
+        """out = W_mat @ im2col(x) + b, reshaped from (O, N*Ho*Wo) to (N, O, Ho, Wo), C-contiguous."""
+        xp, N, O = get_array_module(x), x.shape[0], self.out_channels
         out = matmul(self.weight.data.reshape(O, -1), self._columns(x))     # (O, N*Ho*Wo)
         if self.bias is not None:
             out += self.bias.data[:, None]
-        return out.reshape(O, N, *self._out_hw(x)).transpose(1, 0, 2, 3)
+        return xp.ascontiguousarray(out.reshape(O, N, *self._out_hw(x)).transpose(1, 0, 2, 3))
 
     def _columns(self, x):
         """cols = im2col(pad(x)): (C*kh*kw, N*Ho*Wo), in a scratch buffer shared by every layer.
@@ -104,7 +104,7 @@ class Conv2d(Module):
         cols = padded_im2col(dout, self.kernel_size, (1, 1), (kh - 1 - ph, kw - 1 - pw),
                              scratch("dout_cols", (O * kh * kw, N * H * W), dout.dtype, xp))
         w_flipped = self.weight.data[:, :, ::-1, ::-1].transpose(1, 0, 2, 3).reshape(C, -1)  # (C, O*kh*kw)
-        return matmul(w_flipped, cols).reshape(C, N, H, W).transpose(1, 0, 2, 3)
+        return xp.ascontiguousarray(matmul(w_flipped, cols).reshape(C, N, H, W).transpose(1, 0, 2, 3))
 
     def _dx_col2im(self, dout):
         """Any stride: each patch's gradient W_mat.T @ dout_mat is added back where it came from."""
