@@ -9,15 +9,18 @@ the rest of the step (the loss, the optimiser) as "loss, optimiser, rest". PyTor
 profiler's self time of each operator, in the forward or the backward pass (an operator run by
 the autograd engine), grouped the same way: convolutions by their weight's shape, BatchNorm,
 ReLU, the SE block's operators, the residual add. Times are per step, in ms (the sums of the
-profiled steps divided by their number; profiling itself adds a little to each call).
+profiled steps divided by their number; profiling itself adds a little to each call, so the
+shares are of the profiled step). The last row is the step without profiling, both frameworks
+timed in turn (minise, torch, minise, ...), medians.
 """
 import argparse
 import collections
 import os
+import statistics
 import sys
 import time
 
-from benchmarks.cpu import _train_step_row, environment, write_report
+from benchmarks.cpu import _train_step_row, environment, time_pair, write_report
 
 SE_ROW = "SE blocks, global pool, classifier"
 
@@ -108,13 +111,8 @@ def torch_group(event):
     return "other (containers, operators not named above)"
 
 
-def profile_torch(torch, step, steps):
+def profile_torch(step, steps):
     from torch.profiler import ProfilerActivity, profile
-    step()
-    start = time.perf_counter()
-    for _ in range(steps):
-        step()
-    total = (time.perf_counter() - start) * 1e3 / steps        # unprofiled, to compare with minise's
     with profile(activities=[ProfilerActivity.CPU], record_shapes=True) as prof:
         for _ in range(steps):
             step()
@@ -127,10 +125,10 @@ def profile_torch(torch, step, steps):
             backward = backward or parent.name.startswith("autograd::engine")
             parent = parent.cpu_parent
         times[(torch_group(event), "bwd" if backward else "fwd")] += event.self_cpu_time_total / 1e3 / steps
-    return dict(times), total
+    return dict(times)
 
 
-def table(minise, minise_total, torch_times, torch_total):
+def table(minise, minise_total, torch_times, step_ms):
     groups = sorted({g for g, _ in minise} | {g for g, _ in torch_times},
                     key=lambda g: -(minise.get((g, "fwd"), 0) + minise.get((g, "bwd"), 0)))
     lines = ["| layer | minise fwd ms | minise bwd ms | minise share | torch fwd ms | torch bwd ms | torch share |",
@@ -141,8 +139,8 @@ def table(minise, minise_total, torch_times, torch_total):
         t_all = sum(torch_times.values())
         lines.append(f"| {g} | {mf:.1f} | {mb:.1f} | {100 * (mf + mb) / minise_total:.0f}% | {tf:.1f} | {tb:.1f} | "
                      f"{100 * (tf + tb) / t_all if t_all else 0:.0f}% |")
-    lines.append(f"| **step** (unprofiled for torch) | {minise_total:.0f} | | 100% | {torch_total:.0f} | | "
-                 f"{minise_total / torch_total:.2f}x |")
+    lines.append(f"| **step, unprofiled** (minise/torch {step_ms[0] / step_ms[1]:.2f}x) | {step_ms[0]:.0f} | | | "
+                 f"{step_ms[1]:.0f} | | |")
     return lines
 
 
@@ -162,11 +160,12 @@ def main(argv=None):
     minise.nn.manual_seed(0)
     model = se_resnet20(min_hidden=4)
     run_minise, run_torch = _train_step_row(torch, lambda: model)      # batch 128, SGD, the same batch
-    torch_times, torch_total = profile_torch(torch, run_torch, options.steps)
+    step_ms = [statistics.median(t) for t in time_pair(run_minise, run_torch, options.steps)]   # interleaved
+    torch_times = profile_torch(run_torch, options.steps)
     minise_times, minise_total = profile_minise(model, run_minise, options.steps)
     report = ["# Where the CPU step goes: SE-ResNet-20, batch 128, per layer", ""]
     report += [f"- {k}: {v}" for k, v in environment(torch, options.threads).items()]
-    report += [f"- steps profiled: {options.steps}", ""] + table(minise_times, minise_total, torch_times, torch_total)
+    report += [f"- steps profiled: {options.steps}", ""] + table(minise_times, minise_total, torch_times, step_ms)
     write_report(report, options.out)
     return 0
 
