@@ -55,7 +55,8 @@ def backward(conv, dout):
     else:
         dx = numpy.zeros((x.shape[0], x.shape[2] + 2 * ph, x.shape[3] + 2 * pw, C), dtype=dout.dtype)
     dw_rows = numpy.zeros_like(w_rows)
-    for block in _blocks(x, Ho * Wo * w_rows.shape[0]):
+    widest = max(w_rows.shape[0], kh * kw * O if transposed else 0)      # dout's columns may be wider
+    for block in _blocks(x, Ho * Wo * widest):
         d_rows = d[block].reshape(-1, O)
         cols = columns(x[block], conv.kernel_size, conv.stride, conv.padding)
         dw_rows += cols.T @ d_rows
