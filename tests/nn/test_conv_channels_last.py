@@ -43,3 +43,26 @@ def test_numpy_version_matches_the_formula(monkeypatch, config, channels_last_in
         np.testing.assert_allclose(got[2][name], expected[2][name], rtol=1e-12, atol=1e-12, err_msg=name)
     out = got[0]
     assert out.shape == expected[0].shape and out.transpose(0, 2, 3, 1).flags.c_contiguous
+
+
+def test_a_training_step_of_se_resnet20_matches_the_formula_everywhere():
+    """Channels-last outputs flow through BatchNorm, ReLU, the SE blocks and the residual adds:
+    two SGD steps give the weights and running statistics of the formula, to rounding."""
+    from minise.models import se_resnet20
+    from minise.optim import SGD
+    from minise.step import TrainStep
+    rng = np.random.default_rng(0)
+    batches = [(rng.standard_normal((5, 3, 8, 8)), rng.integers(0, 10, 5)) for _ in range(2)]
+
+    def train():
+        nn.manual_seed(0)
+        model = se_resnet20(min_hidden=4).double()
+        step = TrainStep(model, SGD(model.parameters(), lr=0.05, momentum=0.9, nesterov=True, weight_decay=5e-4))
+        for x, y in batches:
+            step(x, y)
+        return model.state_dict()
+    with plain_on_cpu():
+        expected = train()
+    got = train()
+    for name, value in expected.items():
+        np.testing.assert_allclose(got[name], value, rtol=1e-9, atol=1e-12, err_msg=name)
