@@ -58,7 +58,9 @@ class _BatchNorm(Module):
             self._inv_std = 1 / get_array_module(x).sqrt(self.running_var + self.eps)
             mean, scale, shift = self.running_mean[:, None], (self.weight.data * self._inv_std)[:, None], self.bias.data[:, None]
             self._x3, self._xc = x3, None
-            out = (x3 - mean) * scale + shift
+            out = x3 - mean
+            out *= scale
+            out += shift                                    # gamma * (x - mean) / sqrt(var + eps) + beta
         return out.reshape(x.shape)
 
     def _next_momentum(self):
