@@ -4,7 +4,7 @@
 
 The step (batch 128, float32) is split in two, and each part is timed on its own:
 
-- products: every matrix product the convolutions make in one step (forward ``W @ cols``,
+- products: every matrix product the convolutions' formula makes in one step (forward ``W @ cols``,
   weight gradient ``cols @ doutᵀ``, input gradient), with their operands built beforehand: no
   padding, im2col, col2im or transposing is timed;
 - rest: the step with each convolution replaced by a stand-in that returns its output and its
@@ -92,12 +92,12 @@ def record_convolutions(model, step, x, y):
 
     def forward_recording(conv, x):
         out = forward(conv, x)
-        seen[id(conv)] = {"x": x.copy(), "out": out.copy()}
+        seen[id(conv)] = {"x": x.copy(), "out": out.copy(order="K")}    # its memory layout too
         return out
 
     def backward_recording(conv, dout):
         dx = backward(conv, dout)
-        seen[id(conv)].update(dout=dout.copy(), dx=dx.copy())
+        seen[id(conv)].update(dout=dout.copy(), dx=dx.copy(order="K"))
         return dx
     with conv2d_replaced(forward_recording, backward_recording):
         step(x, y)
@@ -168,14 +168,9 @@ def main(argv=None):
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")   # see benchmarks.cpu: read when torch loads
 
     import torch
-    from threadpoolctl import threadpool_limits
-
     import minise
     torch.set_num_threads(options.threads)
-    # the floor of the whole-batch path: minise on one thread (no chunks), its products on
-    # T-threaded BLAS (set after minise, which holds BLAS to one thread)
-    minise.set_num_threads(1)
-    threadpool_limits(options.threads)
+    minise.set_num_threads(options.threads)                  # the products on T-threaded BLAS
     ms = measure(torch, MODELS[options.model], options.repeats)
 
     floor, eval_floor = ms["products"] + ms["rest"], ms["eval_products"] + ms["eval_rest"]

@@ -1,4 +1,4 @@
-"""Plain functions that the GPU may replace with fused kernels.
+"""Plain functions that the GPU may replace with fused kernels, and the CPU with faster NumPy.
 
     # minise/nn/im2col.py: the plain lines, the reference
     @accelerated("padded_im2col")
@@ -18,12 +18,24 @@ missing). tests/gpu checks each GPU version against its plain function.
 
 Nothing here imports the GPU package: ``minise/__init__.py`` imports ``minise.gpu`` last,
 where CuPy is installed, and each of its modules registers its versions with ``gpu_version``.
+
+    @numpy_version(conv_channels_last.forward)
+    def forward_math(self, x): ...        # the formula, as a learner reads it
+
+A layer's method may likewise have a NumPy version: the same sums in another order, faster on
+one CPU core (``fast(layer, *arrays)``, or ``NotImplemented``). It runs for NumPy arrays only;
+CuPy arrays run the plain method (and its GPU kernels) unchanged. ``with plain_on_cpu():``
+runs the plain methods on the CPU too (tests hold each NumPy version equal to its formula).
 """
+import contextlib
 import functools
+
+import numpy
 
 from ..backend import cupy
 
 _CUPY_ARRAY = cupy.ndarray if cupy is not None else ()    # isinstance(x, ()) is always False
+_NUMPY_VERSIONS = {"on": True}
 
 
 def accelerated(name):
@@ -70,3 +82,30 @@ def _on_gpu(args):
         if isinstance(a, _CUPY_ARRAY) or (type(a) in (list, tuple) and a and isinstance(a[0], _CUPY_ARRAY)):
             return True
     return False
+
+
+def numpy_version(fast):
+    """Mark a layer method whose NumPy arguments ``fast(layer, *args)`` runs instead."""
+    def wrap(plain):
+        @functools.wraps(plain)
+        def run(layer, *args):
+            if _NUMPY_VERSIONS["on"] and all(isinstance(a, numpy.ndarray) for a in args):
+                result = fast(layer, *args)
+                if result is not NotImplemented:
+                    return result
+            return plain(layer, *args)
+
+        run.plain = plain
+        return run
+    return wrap
+
+
+@contextlib.contextmanager
+def plain_on_cpu():
+    """Within ``with``: the plain methods run for NumPy arrays too (their formulas as written)."""
+    before = _NUMPY_VERSIONS["on"]
+    _NUMPY_VERSIONS["on"] = False
+    try:
+        yield
+    finally:
+        _NUMPY_VERSIONS["on"] = before

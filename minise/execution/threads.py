@@ -1,19 +1,18 @@
-"""How many CPU threads minise uses, and the pool that runs batch chunks on them.
+"""How many threads NumPy's BLAS library uses in this process.
 
-    minise.set_num_threads(4)        # or MINISE_NUM_THREADS=4, or `minise train --threads 4`
-    minise.get_num_threads()         # default: the CPUs this process may run on
+    minise.set_num_threads(1)        # `minise train --threads 1` calls it for the run
+    minise.get_num_threads()         # the value set, else the CPUs this process may run on
 
-With T threads, the CPU layers split a batch into cache-sized chunks and run them on a pool of
-T threads, with NumPy's BLAS library held to one thread, so pool threads x BLAS threads never
-exceed T. With T = 1 the chunks run in turn on the caller's thread. (The BLAS limit holds for
-the whole process once minise has chosen its thread count.)
+minise runs its layers on one thread per process; more cores mean more worker processes
+(data parallelism, ``minise.distributed``). Only the matrix products can use more threads, in
+OpenBLAS (or whichever BLAS NumPy was built with). Nothing is limited on import or on first
+use: a learner's own NumPy products keep every core until ``set_num_threads`` is called.
 """
 import os
-from concurrent.futures import ThreadPoolExecutor
 
 ENV = "MINISE_NUM_THREADS"
 
-_state = {"threads": None, "pool": None, "blas": None}
+_state = {"threads": None, "blas": None}
 
 
 def available_cpus():
@@ -42,35 +41,18 @@ def check_num_threads(threads):
 
 
 def set_num_threads(threads):
-    """Use ``threads`` CPU threads from now on (1: the chunks run in turn on the caller's thread;
-    ``batch.whole_batch()`` is the plain path)."""
-    check_num_threads(threads)
-    if threads != _state["threads"]:
-        if _state["pool"] is not None:
-            _state["pool"].shutdown(wait=True)
-        _state.update(threads=threads, pool=None)
-        _limit_blas(1)
-
-
-def get_num_threads():
-    """The number of CPU threads minise uses (set_num_threads, else the default)."""
-    if _state["threads"] is None:
-        set_num_threads(default_num_threads())
-    return _state["threads"]
-
-
-def pool():
-    """The thread pool of ``get_num_threads()`` workers (made on first use)."""
-    if _state["pool"] is None:
-        _state["pool"] = ThreadPoolExecutor(get_num_threads(), thread_name_prefix="minise")
-    return _state["pool"]
-
-
-def _limit_blas(threads):
-    """Hold the BLAS libraries (NumPy's) to ``threads`` threads. OpenMP runtimes (PyTorch's,
-    where it is loaded) are left alone."""
+    """Hold NumPy's BLAS library to ``threads`` threads in this process from now on. OpenMP
+    runtimes (PyTorch's, where it is loaded) are left alone."""
     from threadpoolctl import ThreadpoolController
 
+    check_num_threads(threads)
     if _state["blas"] is None:
         _state["blas"] = ThreadpoolController().select(user_api="blas")
     _state["blas"].limit(limits=threads)
+    _state["threads"] = threads
+
+
+def get_num_threads():
+    """The count given to ``set_num_threads``, else the CPUs this process may use; it changes
+    nothing."""
+    return _state["threads"] if _state["threads"] is not None else available_cpus()

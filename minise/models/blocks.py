@@ -14,9 +14,6 @@ passes follow the same chain rule, each SE backward where its forward was):
     "post"      se(relu(block(x) + shortcut(x)))       (SE after the summation, after ReLU)
     "identity"  relu(block(x) + se(shortcut(x)))       (SE on the identity path)
 """
-import operator
-
-from ..execution import per_sample
 from ..nn import BatchNorm2d, Conv2d, Module, ReLU, SEBlock, Sequential
 from ..nn.validate import positive_int
 
@@ -55,7 +52,7 @@ class _Residual(Module):
 
     def forward_math(self, x):
         branch = self._se("standard", self.block(self._se("pre", x)))
-        total = per_sample(operator.add, branch, self._se("identity", self.shortcut(x)))
+        total = branch + self._se("identity", self.shortcut(x))
         return self._se("post", self.relu(total))
 
     def backward_math(self, dout):
@@ -63,7 +60,7 @@ class _Residual(Module):
         # the residual add copies d to both paths; x's gradient is the sum of both
         dx_branch = self._se_backward("pre", self.block.backward(self._se_backward("standard", d)))
         dx_shortcut = self.shortcut.backward(self._se_backward("identity", d))
-        return per_sample(operator.add, dx_branch, dx_shortcut)
+        return dx_branch + dx_shortcut
 
 
 class BasicBlock(_Residual):

@@ -1,7 +1,7 @@
 """Batch normalisation over the batch (and spatial) axes, with PyTorch's running statistics."""
 from ..backend import get_array_module
 from ..distributed import sum_over_workers
-from ..execution import accelerated, batch_sum, per_sample
+from ..execution import accelerated
 from .init import ones, zeros
 from .module import Module
 from .ops import multiply_sum
@@ -58,7 +58,9 @@ class _BatchNorm(Module):
             self._inv_std = 1 / get_array_module(x).sqrt(self.running_var + self.eps)
             mean, scale, shift = self.running_mean[:, None], (self.weight.data * self._inv_std)[:, None], self.bias.data[:, None]
             self._x3, self._xc = x3, None
-            out = per_sample(lambda x: (x - mean) * scale + shift, x3)
+            out = x3 - mean
+            out *= scale
+            out += shift                                    # gamma * (x - mean) / sqrt(var + eps) + beta
         return out.reshape(x.shape)
 
     def _next_momentum(self):
@@ -72,10 +74,10 @@ class _BatchNorm(Module):
             dx, dgamma, dbeta = batch_norm_train_backward(d3, self._xc, self._inv_std, self.weight.data)
         else:
             d3, mean = dout.reshape(self._x3.shape), self.running_mean[:, None]
-            dbeta, dgamma = batch_sum(lambda d, x: _sums(d, x - mean), d3, self._x3)
+            dbeta, dgamma = _sums(d3, self._x3 - mean)
             dgamma = dgamma * self._inv_std                                  # sum(dout * xhat)
             scale = (self.weight.data * self._inv_std)[:, None]              # gamma / sqrt(var + eps)
-            dx = per_sample(lambda d: d * scale, d3)
+            dx = d3 * scale
         self.weight.grad += dgamma
         self.bias.grad += dbeta
         return dx.reshape(dout.shape)
@@ -108,18 +110,19 @@ def batch_norm_train_forward(x3, gamma, beta, running_mean, running_var, m, eps)
     xp = get_array_module(x3)
     # Statistics of the whole batch: where workers each hold a shard of it, their sums and
     # counts add up over the workers (synchronised BatchNorm); alone, they are this batch's.
-    sum_x, M = sum_over_workers(batch_sum(lambda x: xp.einsum("ncl->c", x), x3), x3.shape[0] * x3.shape[2])
+    sum_x, M = sum_over_workers(xp.einsum("ncl->c", x3), x3.shape[0] * x3.shape[2])
     mean = sum_x / M
-    xc = per_sample(lambda x: x - mean[:, None], x3)
-    (sum_sq,) = sum_over_workers(batch_sum(lambda c: multiply_sum("ncl,ncl->c", c, c), xc))
+    xc = x3 - mean[:, None]
+    (sum_sq,) = sum_over_workers(multiply_sum("ncl,ncl->c", xc, xc))
     var = sum_sq / M                                                        # biased variance
     running_mean *= 1 - m
     running_mean += m * mean
     running_var *= 1 - m
     running_var += (m * M / (M - 1)) * var                                  # unbiased
     inv_std = 1 / xp.sqrt(var + eps)
-    scale, shift = (gamma * inv_std)[:, None], beta[:, None]
-    return per_sample(lambda c: c * scale + shift, xc), xc, inv_std         # gamma * xhat + beta
+    out = xc * (gamma * inv_std)[:, None]
+    out += beta[:, None]                                                    # gamma * xhat + beta
+    return out, xc, inv_std
 
 
 @accelerated("batch_norm_train_backward")
@@ -128,9 +131,12 @@ def batch_norm_train_backward(d3, xc, inv_std, gamma):
     dx = scale * (dout - mean(dout) - xhat * mean(dout * xhat)),  scale = gamma * inv_std.
     The means are over the whole batch (summed over workers where each holds a shard); dgamma
     and dbeta are this shard's sums, which the optimiser's gradient sum adds up."""
-    dbeta, sum_dout_xc = batch_sum(_sums, d3, xc)
+    dbeta, sum_dout_xc = _sums(d3, xc)
     dgamma = sum_dout_xc * inv_std                                          # sum(dout * xhat)
     dbeta_all, dgamma_all, M = sum_over_workers(dbeta, dgamma, d3.shape[0] * d3.shape[2])
     scale = gamma * inv_std
     k, v = (scale * inv_std * dgamma_all / M)[:, None], (scale * dbeta_all / M)[:, None]
-    return per_sample(lambda d, c: d * scale[:, None] - c * k - v, d3, xc), dgamma, dbeta
+    dx = d3 * scale[:, None]
+    dx -= xc * k
+    dx -= v
+    return dx, dgamma, dbeta

@@ -1,6 +1,7 @@
 """2-D convolution, forward and backward, as im2col plus one matrix product per pass."""
 from ..backend import get_array_module
-from ..execution import batch_sum, per_sample
+from ..execution import numpy_version
+from . import conv_channels_last
 from .im2col import col2im, output_size, padded_im2col
 from .init import uniform_fan_in
 from .module import Module
@@ -23,8 +24,8 @@ class Conv2d(Module):
                dx   = col2im(W_mat.T @ dout_mat): every patch gradient added back in place;
                       for stride 1 the same sum is a convolution of dout with the flipped
                       kernel (a "transposed convolution"), which is faster: one im2col + GEMM.
-    Each sample's output and dx depend on that sample alone (``per_sample``); dW and db add
-    over the samples (``batch_sum``).
+    On the CPU the same sums run channels-last, in cache-sized blocks of images
+    (``conv_channels_last``); the output then has channels-last strides, its shape unchanged.
     """
 
     input_ndim = 4
@@ -46,15 +47,16 @@ class Conv2d(Module):
         if min(self._out_hw(x)) < 1:
             raise ValueError(f"{describe(self)}: input of spatial size {tuple(x.shape[2:])} padded by "
                              f"{self.padding} is smaller than the kernel {self.kernel_size}")
-        return per_sample(self._convolve, x)
+        return self._convolve(x)
 
+    @numpy_version(conv_channels_last.forward)
     def _convolve(self, x):
-        """out = W_mat @ im2col(x) + b, reshaped from (O, N*Ho*Wo) to (N, O, Ho, Wo)."""
-        N, O = x.shape[0], self.out_channels
+        """out = W_mat @ im2col(x) + b, reshaped from (O, N*Ho*Wo) to (N, O, Ho, Wo), C-contiguous."""
+        xp, N, O = get_array_module(x), x.shape[0], self.out_channels
         out = matmul(self.weight.data.reshape(O, -1), self._columns(x))     # (O, N*Ho*Wo)
         if self.bias is not None:
             out += self.bias.data[:, None]
-        return out.reshape(O, N, *self._out_hw(x)).transpose(1, 0, 2, 3)
+        return xp.ascontiguousarray(out.reshape(O, N, *self._out_hw(x)).transpose(1, 0, 2, 3))
 
     def _columns(self, x):
         """cols = im2col(pad(x)): (C*kh*kw, N*Ho*Wo), in a scratch buffer shared by every layer.
@@ -72,15 +74,16 @@ class Conv2d(Module):
         (kh, kw), (sh, sw), (ph, pw) = self.kernel_size, self.stride, self.padding
         return output_size(x.shape[2], kh, sh, ph), output_size(x.shape[3], kw, sw, pw)
 
+    @numpy_version(conv_channels_last.backward)
     def backward_math(self, dout):
-        grads = batch_sum(self._parameter_grads, self._x, dout)
+        grads = self._parameter_grads(self._x, dout)
         self.weight.grad += grads[0]
         if self.bias is not None:
             self.bias.grad += grads[1]
         (kh, kw), (ph, pw) = self.kernel_size, self.padding
         if self.stride == (1, 1) and ph < kh and pw < kw:
-            return per_sample(self._dx_transposed_conv, dout)
-        return per_sample(self._dx_col2im, dout)
+            return self._dx_transposed_conv(dout)
+        return self._dx_col2im(dout)
 
     def _parameter_grads(self, x, dout):
         """(dW, db): dW = dout_mat @ cols.T, db = dout summed over n, ho, wo."""
@@ -101,7 +104,7 @@ class Conv2d(Module):
         cols = padded_im2col(dout, self.kernel_size, (1, 1), (kh - 1 - ph, kw - 1 - pw),
                              scratch("dout_cols", (O * kh * kw, N * H * W), dout.dtype, xp))
         w_flipped = self.weight.data[:, :, ::-1, ::-1].transpose(1, 0, 2, 3).reshape(C, -1)  # (C, O*kh*kw)
-        return matmul(w_flipped, cols).reshape(C, N, H, W).transpose(1, 0, 2, 3)
+        return xp.ascontiguousarray(matmul(w_flipped, cols).reshape(C, N, H, W).transpose(1, 0, 2, 3))
 
     def _dx_col2im(self, dout):
         """Any stride: each patch's gradient W_mat.T @ dout_mat is added back where it came from."""

@@ -1,5 +1,4 @@
 """The fully connected layer."""
-from ..execution import batch_sum, per_sample
 from .init import uniform_fan_in
 from .module import Module
 from .ops import matmul
@@ -26,19 +25,16 @@ class Linear(Module):
         self.bias = Parameter(uniform_fan_in((out_features,), in_features)) if bias else None
 
     def forward_math(self, x):
-        return per_sample(self._affine, x)
-
-    def _affine(self, x):
         out = matmul(x, self.weight.data.T)
         if self.bias is not None:
             out += self.bias.data
         return out
 
     def backward_math(self, dout):
-        self.weight.grad += batch_sum(lambda d, x: matmul(d.T, x), dout, self._x)
+        self.weight.grad += matmul(dout.T, self._x)
         if self.bias is not None:
-            self.bias.grad += batch_sum(lambda d: d.sum(axis=0), dout)
-        return per_sample(lambda d: matmul(d, self.weight.data), dout)
+            self.bias.grad += dout.sum(axis=0)
+        return matmul(dout, self.weight.data)
 
     def extra_repr(self):
         return f"in_features={self.in_features}, out_features={self.out_features}, bias={self.bias is not None}"

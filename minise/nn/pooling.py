@@ -5,7 +5,6 @@ is one strided slice of the (padded) input. So forward and backward loop over th
 window offsets, each step a vectorised operation on the whole batch, never over pixels.
 """
 from ..backend import get_array_module
-from ..execution import per_sample
 from .im2col import output_size, pad_input
 from .module import Module
 from .validate import describe, pair
@@ -42,7 +41,7 @@ class _Pool2d(Module):
         if Ho < 1 or Wo < 1:
             raise ValueError(f"{describe(self)}: input of spatial size {(H, W)} padded by {(ph, pw)} "
                              f"is smaller than the kernel {(kh, kw)}")
-        return per_sample(lambda x: self.pool(pad_input(x, self.padding, value=self.pad_value), (Ho, Wo)), x)
+        return self.pool(pad_input(x, self.padding, value=self.pad_value), (Ho, Wo))
 
     def _add_back(self, dout, gradient_of_entry):
         """dx: for each window entry k, add ``gradient_of_entry(k)`` (shaped like dout) onto the
@@ -87,7 +86,7 @@ class MaxPool2d(_Pool2d):
 
     def backward_math(self, dout):
         # only the winner gets dout
-        return per_sample(lambda d, winner: self._add_back(d, lambda k: d * (winner == k)), dout, self._winner)
+        return self._add_back(dout, lambda k: dout * (self._winner == k))
 
 
 class AvgPool2d(_Pool2d):
@@ -105,7 +104,7 @@ class AvgPool2d(_Pool2d):
 
     def backward_math(self, dout):
         area = self.kernel_size[0] * self.kernel_size[1]
-        return per_sample(lambda d: self._add_back(d, lambda k: d / area), dout)
+        return self._add_back(dout, lambda k: dout / area)
 
 
 class AdaptiveAvgPool2d(Module):
@@ -130,18 +129,20 @@ class AdaptiveAvgPool2d(Module):
             raise ValueError(f"{describe(self)}: input spatial size {(H, W)} must be a multiple of the "
                              f"output size {(oh, ow)} (tiles of unequal size are not supported)")
         # split H into (oh, H/oh) and W into (ow, W/ow), then average within each tile
-        return per_sample(lambda x: x.reshape(x.shape[0], x.shape[1], oh, H // oh, ow, W // ow).mean(axis=(3, 5)), x)
+        return x.reshape(x.shape[0], x.shape[1], oh, H // oh, ow, W // ow).mean(axis=(3, 5))
 
     def backward_math(self, dout):
-        return per_sample(self._spread, dout)
+        return self._spread(dout)
 
     def _spread(self, dout):
+        """dz (N, C, oh, ow) -> dx (N, C, H, W): each tile's gradient shared by its pixels."""
         xp = get_array_module(dout)
         N, (C, H, W), (oh, ow) = dout.shape[0], self._x.shape[1:], self.output_size
         tile = (H // oh) * (W // ow)
-        dx = xp.empty((N, C, oh, H // oh, ow, W // ow), dtype=dout.dtype)
-        dx[...] = (dout / tile).reshape(N, C, oh, 1, ow, 1)    # the same share for each tile pixel
-        return dx.reshape(N, C, H, W)
+        dx = xp.empty_like(self._x, dtype=dout.dtype)            # x's shape and memory layout
+        # the same share for each pixel of a tile (splitting H and W: a view of dx)
+        dx.reshape(N, C, oh, H // oh, ow, W // ow)[...] = (dout / tile).reshape(N, C, oh, 1, ow, 1)
+        return dx
 
     def extra_repr(self):
         return f"output_size={self.output_size}"

@@ -1,5 +1,5 @@
 """The Squeeze-and-Excitation block (Hu et al., 2017): squeeze, excite, rescale."""
-from ..execution import accelerated, per_sample
+from ..execution import accelerated
 from .activation import ReLU, Sigmoid, Tanh
 from .linear import Linear
 from .module import Module, Sequential
@@ -102,20 +102,22 @@ class SEBlock(Module):
     def forward_math(self, x):
         self.z = self.squeeze(x)
         self.s = self.excite(self.z)
-        return per_sample(self.rescale, x, self.s)
+        return self.rescale(x, self.s)
 
     @accelerated("backward_math")
     def backward_math(self, dout):
         # the direct path dout * s, and the gradient reaching s
-        dx, ds = per_sample(self.rescale_backward, dout, self._x, self.s)
+        dx, ds = self.rescale_backward(dout, self._x, self.s)
         dz = self.excite_backward(ds)
         # x fans out to two paths, so their gradients add: the path through s comes back from
-        # the squeeze as dz / (H*W) on every pixel of a channel. It is added by broadcasting,
-        # the same as dx + self.squeeze_backward(dz) without building that (N, C, H, W) array
-        # (max pooling sends dz to one pixel per channel instead: its own backward does that).
+        # the squeeze as dz / (H*W) on every pixel of a channel. It is added by broadcasting, in
+        # place: the same as dx + self.squeeze_backward(dz) without building that (N, C, H, W)
+        # array or a second one for the sum (max pooling sends dz to one pixel per channel
+        # instead: its own backward does that).
         if self.squeeze_op == "avg":
             H, W = self._x.shape[2:]
-            return per_sample(lambda dx, dz: dx + (dz / (H * W))[:, :, None, None], dx, dz)
+            dx += (dz / (H * W))[:, :, None, None]
+            return dx
         return dx + self.squeeze_backward(dz)
 
     def extra_repr(self):

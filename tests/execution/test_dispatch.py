@@ -1,4 +1,5 @@
-"""The dispatch of plain functions to GPU versions: names, registration, the CPU path."""
+"""The dispatch of plain functions to GPU versions (names, registration, the CPU path), and of
+layer methods to their NumPy versions (numpy_version: the fast method for NumPy arrays)."""
 import ast
 import pathlib
 
@@ -7,6 +8,7 @@ import pytest
 
 import minise
 from minise.backend import cupy
+from minise.execution import numpy_version, plain_on_cpu
 from minise.execution.dispatch import accelerated, gpu_version
 from minise.nn import SEBlock, batchnorm, im2col, loss, ops
 from minise.optim import optimizer, sgd
@@ -66,3 +68,37 @@ def test_the_dispatch_does_not_import_the_gpu_package():
     assert not any("gpu" in name for name in imported), imported
     assert "gpu" not in {node.module for node in ast.walk(ast.parse((root / "nn" / "ops.py").read_text()))
                          if isinstance(node, ast.ImportFrom)}
+
+
+class Layer:
+    def __init__(self, answer):
+        self.answer, self.calls = answer, []
+
+    def fast(self, x):
+        self.calls.append("fast")
+        return self.answer
+
+    @numpy_version(fast)
+    def method(self, x):
+        self.calls.append("plain")
+        return "plain"
+
+
+def test_numpy_arrays_run_the_fast_method():
+    layer = Layer("fast")
+    assert layer.method(np.ones(2)) == "fast" and layer.calls == ["fast"]
+
+
+def test_not_implemented_and_other_arrays_run_the_plain_method():
+    declining = Layer(NotImplemented)
+    assert declining.method(np.ones(2)) == "plain" and declining.calls == ["fast", "plain"]
+    layer = Layer("fast")
+    assert layer.method([1.0, 2.0]) == "plain" and layer.calls == ["plain"]      # not an ndarray (as CuPy's)
+
+
+def test_plain_on_cpu_runs_the_formula_and_is_undone_after():
+    layer = Layer("fast")
+    with plain_on_cpu():
+        assert layer.method(np.ones(2)) == "plain"
+    assert layer.method(np.ones(2)) == "fast"
+    assert Layer.method.plain(layer, np.ones(2)) == "plain"
