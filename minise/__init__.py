@@ -5,7 +5,8 @@
     minise.gradcheck   numeric gradient checks (``python -m minise.gradcheck``)
     minise.summary     a torchinfo-like table of a model
     minise.training    the train, evaluate and ablate commands; load_model(path) rebuilds a trained model
-    minise.execution   how the math runs: CPU threads (set_num_threads), no_grad, GPU kernels' dispatch
+    minise.execution   how the math runs: GPU kernels' and NumPy versions' dispatch, BLAS threads, no_grad
+    minise.distributed data parallelism over worker processes (MPI)
 """
 __version__ = "0.1.0"
 
