@@ -6,9 +6,11 @@ For each W: minise's SE-ResNet-20 SGD step (batch 128, float32) run by W MPI pro
 BLAS thread each, every worker on its shard of the batch (``mpiexec -n W``; W = 1 is one plain
 process), then PyTorch's twin step in this process with ``torch.set_num_threads(W)``. Each is
 warmed up and timed ``--repeats`` times; the table gives the medians, the ratio minise/torch,
-each framework's speed-up over its own time at the first W, and the peak resident memory of all
-of minise's W processes added up beside torch's one process (each measured in fresh
-processes). minise runs in other processes than torch, so the two are timed one after the
+each framework's speed-up over its own time at the first W, and the memory of all of minise's
+W processes added up beside torch's one process (each measured in fresh processes): their peak
+RSS, which counts the pages the workers share (MPI's shared-memory segments, the libraries)
+once per worker, and their PSS after the steps, which divides each shared page among its
+sharers. minise runs in other processes than torch, so the two are timed one after the
 other, not interleaved: run it on an otherwise idle machine.
 """
 import argparse
@@ -52,10 +54,19 @@ def worker_step(repeats):
         step(x[lo:hi], y[lo:hi], batch_size=128)
         if i >= 2:
             times.append((time.perf_counter() - start) * 1e3)
-    rss = numpy.array([resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0])   # KB -> MB on Linux
-    comm.all_sum(rss)
+    # Peak RSS counts pages shared between the workers (MPI's shared-memory segments, the
+    # libraries' code) once in every worker; PSS, read after the steps, shares them out.
+    memory = numpy.array([resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0, _pss_mb()])
+    comm.all_sum(memory)
     if comm.rank == 0:
-        print(json.dumps({"ms": statistics.median(times), "rss_mb": float(rss[0])}), flush=True)
+        print(json.dumps({"ms": statistics.median(times), "rss_mb": float(memory[0]), "pss_mb": float(memory[1])}),
+              flush=True)
+
+
+def _pss_mb():
+    """This process's proportional set size (MB): each shared page divided among its sharers."""
+    with open("/proc/self/smaps_rollup") as f:
+        return next(int(line.split()[1]) for line in f if line.startswith("Pss:")) / 1024.0
 
 
 def minise_step(workers, repeats):
@@ -88,14 +99,16 @@ def main(argv=None):
     lines = [f"# {MODEL} SGD step, batch 128: minise on W processes, torch on W threads", ""]
     lines += [f"- {k}: {v}" for k, v in environment(torch, "1 per minise worker; W for torch").items()] + [""]
     lines += ["| W | minise ms | torch ms | minise / torch | minise speed-up | torch speed-up | "
-              "minise RSS, all workers (MB) | torch RSS (MB) | RSS ratio |", "|---|---|---|---|---|---|---|---|---|"]
+              "minise peak RSS, all workers (MB) | minise PSS, all workers (MB) | torch peak RSS (MB) | "
+              "RSS ratio | PSS / torch RSS |", "|---|---|---|---|---|---|---|---|---|---|---|"]
     first = None
     for w in counts:
         m = minise_step(w, options.repeats)
         t_ms, t_rss = torch_step(torch, w, options.repeats)
         first = first or (m["ms"], t_ms)
         lines.append(f"| {w} | {m['ms']:.0f} | {t_ms:.0f} | {m['ms'] / t_ms:.2f}x | {first[0] / m['ms']:.2f}x | "
-                     f"{first[1] / t_ms:.2f}x | {m['rss_mb']:.0f} | {t_rss:.0f} | {m['rss_mb'] / t_rss:.2f}x |")
+                     f"{first[1] / t_ms:.2f}x | {m['rss_mb']:.0f} | {m['pss_mb']:.0f} | {t_rss:.0f} | "
+                     f"{m['rss_mb'] / t_rss:.2f}x | {m['pss_mb'] / t_rss:.2f}x |")
         print(lines[-1], flush=True)
     if options.out:
         write_report(lines, options.out)
