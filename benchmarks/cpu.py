@@ -2,6 +2,7 @@
 
     python -m benchmarks.cpu [--threads 2] [--repeats 15] [--rows conv64,bn,...] [--out FILE]
     python -m benchmarks.cpu --threads 1,2,4,8,16 [--rows se_resnet20]      # a scaling table
+    python -m benchmarks.cpu --workers 1,2,4,8,16     # minise on W processes (benchmarks.workers)
 
 Each row times the same work in both frameworks (same shapes, float32, same thread count:
 ``minise.set_num_threads`` and ``torch.set_num_threads``): a warm-up, then interleaved
@@ -168,6 +169,10 @@ def environment(torch, threads):
 
 
 def main(argv=None):
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if any(a == "--workers" or a.startswith("--workers=") for a in argv):
+        from . import workers                  # minise on W worker processes beside torch on W threads
+        return workers.main(argv)
     parser = argparse.ArgumentParser(prog="python -m benchmarks.cpu", description=__doc__.split("\n\n")[0])
     parser.add_argument("--threads", default="2", help="a thread count, or several separated by commas "
                         "(e.g. 1,2,4,8,16) for a scaling table")
