@@ -157,7 +157,8 @@ def main(argv=None):
     data = prepare_data(config, progress=False)                 # NumPy arrays, normalised
     nn.manual_seed(config.seed)
     model = torch_twin(build_model(config)).to(options.device)
-    x_train, y_train, x_test, y_test = (torch.from_numpy(numpy.ascontiguousarray(a)).to(options.device)
+    # copies: the decoded cache's arrays are read-only memory maps, which torch will not wrap
+    x_train, y_train, x_test, y_test = (torch.from_numpy(numpy.array(a)).to(options.device)
                                         for a in (data.x_train, data.y_train, data.x_test, data.y_test))
     steps_per_epoch = len(y_train) // config.batch_size
     if steps_per_epoch == 0:
