@@ -3,7 +3,6 @@
 Run on a GPU machine with ``python -m pytest -m gpu``; skipped with the reason elsewhere.
 """
 import copy
-import os
 
 import numpy as np
 import pytest
@@ -120,12 +119,10 @@ def test_checkpoint_round_trip_cpu_gpu_cpu(tmp_path):
     assert model.device == "cpu" and all(isinstance(p.grad, np.ndarray) for p in model.parameters())
 
 
-def test_training_smoke_on_gpu(tmp_path):
+def test_training_smoke_on_gpu(tmp_path, cifar_archive):
     from minise.training import TrainConfig, train
 
-    source = os.environ.get("MINISE_DATA")
-    if not source or not os.path.exists(source):
-        pytest.skip("MINISE_DATA does not name the CIFAR-10 archive")
+    source = str(cifar_archive)
     rows = train(TrainConfig(train_subset=500, test_subset=500, epochs=2, batch_size=50, device="cuda",
                              data=source, data_dir=str(tmp_path / "cache"), out=str(tmp_path / "run")),
                  progress=False)
@@ -228,12 +225,10 @@ def test_graph_step_matches_eager_step_bit_for_bit():
         assert np.array_equal(a, b), name
 
 
-def test_training_with_and_without_graph_agree(tmp_path):
+def test_training_with_and_without_graph_agree(tmp_path, cifar_archive):
     from minise.training import TrainConfig, train
 
-    source = os.environ.get("MINISE_DATA")
-    if not source or not os.path.exists(source):
-        pytest.skip("MINISE_DATA does not name the CIFAR-10 archive")
+    source = str(cifar_archive)
     runs = [train(TrainConfig(train_subset=500, test_subset=500, epochs=2, batch_size=50, device="cuda",
                               cuda_graph=graph, data=source, data_dir=str(tmp_path / "cache"),
                               out=str(tmp_path / f"run-{graph}")), progress=False)
