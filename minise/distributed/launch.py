@@ -29,6 +29,7 @@ from .comm import world
 ENV = "MINISE_WORKERS"
 RANK_FILES = "MINISE_RANK_FILES"   # a folder where each worker writes its pid, for the report of a death
 _SIGNALS = {int(s): s.name for s in signal.Signals}
+INTERRUPT_GRACE = 5     # seconds the other workers leave worker 0 after Ctrl-C to write its files
 
 
 def worker_count(requested, device="cpu"):
@@ -157,7 +158,8 @@ def run_command(prog, argv, body, workers=None, device="cpu", threads=None, befo
 def stop_all_on_error(prog):
     """In a worker of several: an exception that leaves the block is reported in one line,
     naming the worker, and ends every worker at once (MPI_Abort), so that none waits forever
-    in a sum. Ctrl-C ends them too, with exit code 130. In one process it does nothing."""
+    in a sum. Ctrl-C ends them too, with exit code 130, once worker 0 has saved what it saves
+    (the others give it INTERRUPT_GRACE seconds). In one process it does nothing."""
     comm = world()
     if comm.size == 1:
         yield
@@ -166,6 +168,8 @@ def stop_all_on_error(prog):
     try:
         yield
     except KeyboardInterrupt:
+        if comm.rank != 0:          # worker 0 saves interrupted.npz, then ends them all; wait for it a while
+            time.sleep(INTERRUPT_GRACE)
         comm.abort(130)
     except SystemExit as stop:
         if stop.code not in (0, None):

@@ -143,6 +143,7 @@ def test_ctrl_c_stops_every_worker_and_leaves_no_process(data_args, tmp_path):
     assert run.returncode == 130, stderr
     assert workers_of(out) == {}
     assert "Traceback" not in stderr
+    assert (out / "interrupted.npz").exists(), stderr         # worker 0 saved the weights first
 
 
 def test_a_worker_that_raises_ends_every_worker_in_one_line(tmp_path):
