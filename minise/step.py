@@ -27,6 +27,8 @@ len(y) / B, and after the backward pass the parameter gradients are summed over 
 one buffer (``GradientSum``), so every worker applies the step of the whole batch; ``totals()``
 sums over the workers too.
 """
+import numpy  # the three host numbers of totals(), summed over workers
+
 from .backend import GPU_INSTALL_HINT, cupy, device_of, get_array_module, is_array
 from .distributed import world
 from .distributed.data_parallel import GradientSum
@@ -131,9 +133,8 @@ class TrainStep:
             return 0.0, 0, 0
         loss_sum, correct, seen = float(self._loss_sum), int(self._correct), self.seen
         if self.comm.size > 1:
-            loss_sum, correct, seen = (float(v) for v in self.comm.all_sum(
-                get_array_module(self._loss_sum).asarray([loss_sum, correct, seen], dtype="float64")))
-            correct, seen = int(correct), int(seen)
+            loss_sum, correct, seen = self.comm.all_sum(numpy.array([loss_sum, correct, seen], dtype="float64"))
+            loss_sum, correct, seen = float(loss_sum), int(correct), int(seen)
         if loss_sum != loss_sum or loss_sum in (float("inf"), float("-inf")):
             raise FloatingPointError(f"the training loss is {loss_sum / seen} (non-finite) after "
                                      f"{seen} images of this epoch; check the learning rate and input")

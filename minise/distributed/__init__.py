@@ -12,7 +12,7 @@ itself, ``launch.py``) it is MPI's world communicator, through mpi4py.
 ``sum_over_workers(*parts)`` is what a layer calls where its math sums over the batch and the
 batch is spread over the workers: BatchNorm's statistics (synchronised BatchNorm).
 """
-from .comm import SingleProcess, sum_over_workers, use_own_gpu, world
+from .comm import SingleProcess, say, sum_over_workers, use_own_gpu, world
 from .shard import shard
 
-__all__ = ["SingleProcess", "shard", "sum_over_workers", "use_own_gpu", "world"]
+__all__ = ["SingleProcess", "say", "shard", "sum_over_workers", "use_own_gpu", "world"]

@@ -76,6 +76,12 @@ def world():
     return _world["comm"]
 
 
+def say(*args, **kwargs):
+    """``print`` on worker 0 alone: a run's messages are said once, whatever the worker count."""
+    if world().rank == 0:
+        print(*args, **kwargs)
+
+
 def use_own_gpu():
     """With several workers on a machine with GPUs, worker i of that machine computes on GPU
     i mod (the number of GPUs): a worker owns one GPU. Alone, the current GPU is kept."""

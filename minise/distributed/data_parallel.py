@@ -2,8 +2,8 @@
 of the parameter gradients over the workers before the optimiser's step.
 
 The loss of a batch is the mean over all B samples of the global batch. A worker holding n of
-them computes the mean over its n, so its gradients are scaled by n / B (``share``); the sum of
-the workers' scaled gradients is then the gradient of the whole batch's mean loss. BatchNorm's
+them computes the mean over its n, so its loss gradient is scaled by n / B (``TrainStep``); the
+sum of the workers' scaled gradients is then the gradient of the whole batch's mean loss. BatchNorm's
 statistics are summed inside the layer (``sum_over_workers``), so every worker's forward and
 backward pass sees the global batch's statistics.
 """

@@ -71,12 +71,11 @@ def mpiexec():
     return found
 
 
-def launch(prog, argv, workers, threads_per_worker):
+def launch(prog, argv, workers, threads):
     """Run ``python -m minise argv`` as ``workers`` MPI processes, each with its BLAS held to
-    ``threads_per_worker`` threads; return the exit code. Ctrl-C (SIGINT) and SIGTERM are passed
+    ``threads`` threads; return the exit code. Ctrl-C (SIGINT) and SIGTERM are passed
     on to every worker; a worker that dies (a kill, the out-of-memory killer) is named in one line."""
-    env = dict(os.environ, OMP_NUM_THREADS=str(threads_per_worker), OPENBLAS_NUM_THREADS=str(threads_per_worker),
-               MKL_NUM_THREADS=str(threads_per_worker))
+    env = dict(os.environ, OMP_NUM_THREADS=str(threads), OPENBLAS_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads))
     with tempfile.TemporaryDirectory(prefix="minise-workers-") as ranks:
         env[RANK_FILES] = ranks
         command = [mpiexec(), "-n", str(workers), sys.executable, "-m", "minise", *argv]

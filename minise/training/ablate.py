@@ -16,7 +16,7 @@ import sys
 import traceback
 
 from ..backend import check_device
-from ..distributed import world
+from ..distributed import say, world
 from ..distributed.launch import run_command
 from .ablate_grid import GRIDS, OPTIONS, plan, set_grid, shard
 from .ablate_results import write_atomic, existing, run_lock
@@ -51,7 +51,6 @@ def run_grid(runs, out, progress=True):
     returns the names of the runs that failed. Conflicting files stop it before any training."""
     comm = world()
     lead = comm.rank == 0
-    say = print if lead else (lambda *a, **k: None)
     states = comm.broadcast({run.name: existing(run) for run in runs} if lead else None)
     todo = [run for run in runs if states[run.name] != "finished"]
     say(f"{len(runs)} runs, {len(runs) - len(todo)} finished before; training {len(todo)} in {out}", flush=True)

@@ -29,7 +29,7 @@ from ..checkpoint import load_checkpoint, save_checkpoint
 from ..data import (
     channel_stats, crop_flip, crop_flip_draws, iterate_batches, load_cifar10, load_cifar100, normalize, subset,
 )
-from ..distributed import shard, use_own_gpu, world
+from ..distributed import say, shard, use_own_gpu, world
 from ..distributed.launch import threads_per_worker
 from ..execution import no_grad
 from ..execution.threads import set_num_threads
@@ -72,7 +72,7 @@ def prepare_images(config, progress=True, stats=None):
     if comm.rank != 0:
         comm.barrier()
     data = load(config.data, data_dir=config.data_dir, progress=progress)
-    if comm.rank == 0 and comm.size > 1:
+    if comm.rank == 0:
         comm.barrier()
     x_train, y_train, x_test, y_test = data.x_train, data.y_train, data.x_test, data.y_test
     if config.train_subset:
@@ -129,8 +129,8 @@ def evaluate(model, x, y, batch_size=128, progress=False, desc="test", normaliza
         predictions[at:at + len(yb)] = to_numpy(logits.argmax(axis=1))
     model.train(was_training)
     comm.all_sum(predictions)                   # each worker's shard, zeros elsewhere: summed, the whole set
-    (total_loss,) = (comm.all_sum(numpy.array([total_loss])) if comm.size > 1 else [total_loss])
-    return float(total_loss) / len(y), float((predictions == to_numpy(y)).mean()), predictions
+    total_loss = float(comm.all_sum(numpy.array([total_loss]))[0])
+    return total_loss / len(y), float((predictions == to_numpy(y)).mean()), predictions
 
 
 def train_epoch(step, scheduler, data, config, epoch, progress=True):
@@ -196,7 +196,6 @@ def train(config, resume=False, progress=True, overwrite=False):
     config = resolve(config)
     lead = comm.rank == 0
     progress = progress and lead
-    say = print if lead else _quiet
     if lead:
         run_folder.claim(config.out, resume, overwrite)
     set_num_threads(config.threads)
@@ -295,10 +294,6 @@ def train(config, resume=False, progress=True, overwrite=False):
           f"({', '.join(n for n in run_folder.RUN_FILES if os.path.exists(os.path.join(config.out, n)))})",
           flush=True)
     return rows
-
-
-def _quiet(*args, **kwargs):
-    """Where ``print`` would be, on every worker but worker 0."""
 
 
 def repair(saved, config):
