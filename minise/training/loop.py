@@ -24,7 +24,7 @@ from typing import NamedTuple
 import numpy
 
 from .. import nn
-from ..backend import check_device, to_device, to_numpy
+from ..backend import check_device, device_of, to_device, to_numpy
 from ..checkpoint import load_checkpoint, save_checkpoint
 from ..data import (
     channel_stats, crop_flip, crop_flip_draws, iterate_batches, load_cifar10, load_cifar100, normalize, subset,
@@ -118,6 +118,8 @@ def evaluate(model, x, y, batch_size=128, progress=False, desc="test", normaliza
     model.eval()
     loss_fn, total_loss, predictions = nn.CrossEntropyLoss(), 0.0, numpy.zeros(len(y), dtype=numpy.int64)
     batches = iterate_batches(x[lo:hi], y[lo:hi], batch_size, shuffle=False)
+    if normalization is not None:
+        normalization = _on_device(normalization, device_of(x))
     for i, (xb, yb) in enumerate(tqdm(batches, total=-(-(hi - lo) // batch_size), desc=desc, unit="batch",
                                       disable=not progress, leave=False, file=sys.stderr)):
         if normalization is not None:
@@ -131,6 +133,11 @@ def evaluate(model, x, y, batch_size=128, progress=False, desc="test", normaliza
     comm.all_sum(predictions)                   # each worker's shard, zeros elsewhere: summed, the whole set
     total_loss = float(comm.all_sum(numpy.array([total_loss]))[0])
     return total_loss / len(y), float((predictions == to_numpy(y)).mean()), predictions
+
+
+def _on_device(stats, device):
+    """(mean, std) as float64 arrays on ``device``: normalize() then copies nothing per batch."""
+    return tuple(to_device(numpy.asarray(s, dtype=numpy.float64), device) for s in stats)
 
 
 def train_epoch(step, scheduler, data, config, epoch, progress=True):
@@ -155,12 +162,13 @@ def train_epoch(step, scheduler, data, config, epoch, progress=True):
     # Reading the sums (which also stops a run whose loss is NaN) waits for the GPU, so there it
     # happens every 10 steps; on the CPU it costs nothing.
     check_every = 10 if config.device == "cuda" else 1
+    stats = _on_device((data.mean, data.std), config.device)     # once, not a copy to the device per batch
     start = time.perf_counter()
     for i in bar:
         batch = order[i * B:(i + 1) * B]
         dy, dx, flip = crop_flip_draws(B, rng)              # the whole batch's draws, on every worker
         mine = batch[lo:hi] if config.device == "cpu" else to_device(batch[lo:hi], config.device)
-        xb = normalize(data.x_train[mine], data.mean, data.std)
+        xb = normalize(data.x_train[mine], *stats)
         step(crop_flip(xb, dy[lo:hi], dx[lo:hi], flip[lo:hi]), data.y_train[mine], batch_size=B)
         if scheduler is not None:
             scheduler.step()
